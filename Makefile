@@ -1,0 +1,52 @@
+# dlperf — two commands: `make run` (set up, then run the whole workflow on the embedded default) and
+# `make test` (set up, then run the tests). Both are idempotent: a second call with nothing changed does no work.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+CORES ?= all
+SNAKEMAKE_ARGS ?=
+PYTEST_ARGS ?=
+
+.PHONY: help setup system run test bench dryrun-full clean
+
+help:
+	@echo "make run    set up and run the workflow on the embedded default (results/)"
+	@echo "make test   set up and run the test suite"
+	@echo "make bench  training-engine throughput vs a plain PyTorch loop"
+
+## Python environment: rebuilt only when pyproject.toml changes.
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@echo "setup: installing dlperf and its dependencies into $(VENV) (log: $(VENV)/install.log)"
+	@$(BIN)/python -m pip install --upgrade pip > $(VENV)/install.log 2>&1 \
+	  && $(BIN)/python -m pip install -e '.[dev]' >> $(VENV)/install.log 2>&1 \
+	  || { grep -v '^WARNING: Location' $(VENV)/install.log | tail -30; echo "setup: pip install failed"; exit 1; }
+	@touch $(STAMP)
+	@echo "setup: python environment ready"
+
+## System packages (graphviz, a TeX subset): installed with apt-get as root, else listed for you to install.
+system:
+	@bin/install-system-packages
+
+setup: $(STAMP) system
+	@echo "setup: up to date"
+
+run: setup
+	$(BIN)/snakemake --cores $(CORES) --rerun-incomplete $(SNAKEMAKE_ARGS)
+
+test: setup
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: setup
+	$(BIN)/python -m dlperf.train.bench
+
+dryrun-full: setup
+	$(BIN)/snakemake -n --configfile config/full.yaml
+
+clean:
+	rm -rf results .snakemake logs benchmarks

@@ -1,0 +1,22 @@
+# dlperf: every result of a deep-learning-systems course, from raw data to a compiled report.
+# This file is a table of contents. The rules live in rules/, the code they call in src/dlperf/.
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+validate(config, "config/schema.yaml")
+
+
+include: "rules/common.smk"
+include: "rules/data.smk"
+include: "rules/optimus.smk"
+
+
+rule all:
+    input:
+        all_outputs(),
+    default_target: True

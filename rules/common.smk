@@ -1,0 +1,76 @@
+# Paths and input functions shared by the rules. Nothing here runs a job.
+from pathlib import Path
+
+CONDA_ENV = "../envs/dlperf.yaml"
+
+
+
+wildcard_constraints:
+    dataset="cifar10|cifar100",
+    arch="resnet[0-9]+",
+    device="[a-z][a-z0-9_]*",
+    seed="[0-9]+",
+
+
+def dataset_config(name):
+    return config["data"][name]
+
+
+def download_of(dataset):
+    """The download entry of a dataset whose source is 'download', else None."""
+    entry = dataset_config(dataset)
+    return entry["download"] if entry["source"] == "download" else None
+
+
+def download_target(dataset):
+    """resources/downloads/<file name of the URL> for a downloaded dataset."""
+    return f"resources/downloads/{Path(download_of(dataset)['url']).name}"
+
+
+def downloads_by_file():
+    return {Path(d["url"]).name: d for d in map(download_of, config["data"]) if d is not None}
+
+
+def prepare_inputs(wildcards):
+    """A downloaded dataset is extracted from its archive; a synthetic one needs no input."""
+    return {"archive": download_target(wildcards.dataset)} if download_of(wildcards.dataset) else {}
+
+
+def torch_job_resources(accelerator):
+    """Resources of a torch job: a GPU slot when it runs on CUDA (capped locally by --resources gpu=K)."""
+    return {"gpu": 1} if accelerator == "cuda" else {}
+
+
+# ---- Optimus -------------------------------------------------------------------------------------------------
+OPTIMUS_RUNS = "results/optimus/runs/{arch}-{device}-s{seed}"
+
+
+def optimus_runs():
+    o = config["optimus"]
+    return [
+        OPTIMUS_RUNS.format(arch=a, device=d, seed=s) for a in o["archs"] for d in o["devices"] for s in o["seeds"]
+    ]
+
+
+def optimus_device(wildcards):
+    try:
+        return config["optimus"]["devices"][wildcards.device]
+    except KeyError:
+        raise ValueError(
+            f"device label {wildcards.device!r} is not in config optimus.devices "
+            f"({', '.join(config['optimus']['devices'])})"
+        )
+
+
+def optimus_accelerator(wildcards):
+    return "cpu" if optimus_device(wildcards)["accelerator"] == "cpu" else config["device"]
+
+
+def all_outputs():
+    data = [f"resources/data/{name}" for name in ("cifar10", "cifar100") if name in config["data"]]
+    if "decathlon" in config["data"]:
+        data.append("resources/data/decathlon")
+    return data + [
+        "results/optimus/figures/learning_curves.pdf",
+        "results/optimus/tables/learning_curves.tex",
+    ]

@@ -1,0 +1,10 @@
+"""Fetch one file named in config, verify its checksum, write it atomically (rule: download)."""
+from pathlib import Path
+
+from dlperf.data.download import fetch
+from dlperf.workflow import script_logging
+
+with script_logging(snakemake.log[0]):
+    entry = snakemake.params.entry
+    fetch(entry["url"], Path(snakemake.output[0]), sha256=entry.get("sha256"), md5=entry.get("md5"),
+          mirror=entry.get("mirror"))

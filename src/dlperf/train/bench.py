@@ -1,0 +1,134 @@
+"""``make bench``: training throughput of the engine's data path against a plain PyTorch loop, in one run.
+
+Both sides train the same model (same initial weights, same optimizer, batch and augmentation) on the same
+images for the same number of steps. The only difference is how batches are made:
+
+* engine: images resident on the device as uint8, batches gathered, normalised, cropped and flipped as tensors;
+* plain: a torchvision-style ``Dataset`` that turns each sample into a PIL image and applies per-sample
+  ``RandomCrop(padding)``, ``RandomHorizontalFlip``, ``ToTensor``, ``Normalize``, fed by a ``DataLoader`` with
+  worker processes, then copied to the device — the recipe of the PyTorch CIFAR tutorial.
+
+Warm-up steps are excluded; the device is synchronised before each clock read. Results go to stdout and to
+``results/bench/engine.csv`` with ``provenance.json`` beside it.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from dlperf.models import cifar_model
+from dlperf.perf.flops import model_flops_per_step
+from dlperf.perf.timing import synchronize
+from dlperf.provenance import Provenance
+from dlperf.train.data import CIFAR10_MEAN, CIFAR10_STD, Augment, DeviceImages
+from dlperf.train.engine import select_device
+
+
+class PilCifar(torch.utils.data.Dataset):
+    """What torchvision.datasets.CIFAR10 does per sample: a PIL image, then the transform."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, transform):
+        self.images, self.labels, self.transform = images, labels, transform
+
+    def __len__(self):
+        return len(self.labels)
+
+    def __getitem__(self, i):
+        from PIL import Image
+        return self.transform(Image.fromarray(self.images[i])), int(self.labels[i])
+
+
+def plain_batches(images, labels, batch_size, workers, device, epochs):
+    from torchvision import transforms as T
+    transform = T.Compose([T.RandomCrop(32, padding=4), T.RandomHorizontalFlip(), T.ToTensor(),
+                           T.Normalize(CIFAR10_MEAN, CIFAR10_STD)])
+    loader = torch.utils.data.DataLoader(PilCifar(images, labels, transform), batch_size=batch_size, shuffle=True,
+                                         num_workers=workers, pin_memory=device.type == "cuda",
+                                         persistent_workers=workers > 0, drop_last=True)
+    for _ in range(epochs):
+        for x, y in loader:
+            yield x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+
+
+def engine_batches(images, labels, batch_size, device, epochs):
+    data = DeviceImages(images, labels, device)
+    for epoch in range(epochs):
+        yield from data.batches(batch_size, shuffle=True, augment=Augment(crop_padding=4, flip=True), seed=0,
+                                epoch=epoch, drop_last=True)
+
+
+def measure(batches, arch: str, device: torch.device, steps: int, warmup: int, fast_math: bool) -> float:
+    """Images/s of ``steps`` training steps after ``warmup`` steps; same initial weights every call."""
+    torch.manual_seed(0)
+    model = cifar_model(arch).to(device)
+    memory_format = torch.channels_last if fast_math else torch.contiguous_format
+    model = model.to(memory_format=memory_format)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
+    n_images = 0
+    for i, (x, y) in enumerate(batches):
+        if i == warmup:
+            synchronize(device)
+            t0, n_images = time.perf_counter(), 0
+        with torch.autocast(device.type, torch.bfloat16, enabled=fast_math):
+            loss = nn.functional.cross_entropy(model(x.contiguous(memory_format=memory_format)).float(), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        n_images += len(y)
+        if i + 1 == warmup + steps:
+            break
+    synchronize(device)
+    return n_images / (time.perf_counter() - t0)
+
+
+def main(argv=None) -> pd.DataFrame:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--archs", nargs="+", default=["resnet20", "resnet8"])
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--steps", type=int, default=None, help="timed steps (default: 30 on CPU, 200 on GPU)")
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1))
+    parser.add_argument("--images", type=int, default=10_000)
+    parser.add_argument("--out", type=Path, default=Path("results/bench/engine.csv"))
+    args = parser.parse_args(argv)
+
+    device = select_device(args.device)
+    torch.set_num_threads(os.cpu_count() or 1)
+    steps = args.steps or (200 if device.type == "cuda" else 30)
+    fast_math = device.type == "cuda"   # bf16 + channels_last: what the engine uses on GPU (slower on CPU)
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (args.images, 32, 32, 3), dtype=np.uint8)
+    labels = rng.integers(0, 10, args.images)
+    epochs = -(-(steps + args.warmup) * args.batch_size // args.images) + 1
+    prov = Provenance({"bench": vars(args) | {"out": str(args.out)}}, device=str(device))
+
+    rows = []
+    for arch in args.archs:
+        plain = measure(plain_batches(images, labels, args.batch_size, args.workers, device, epochs), arch, device,
+                        steps, args.warmup, fast_math)
+        engine = measure(engine_batches(images, labels, args.batch_size, device, epochs), arch, device, steps,
+                         args.warmup, fast_math)
+        flops = model_flops_per_step(cifar_model(arch), (3, 32, 32), batch=1)
+        rows.append({"arch": arch, "device": str(device), "batch_size": args.batch_size, "steps": steps,
+                     "plain_images_per_s": plain, "engine_images_per_s": engine, "ratio": engine / plain,
+                     "engine_tflops": flops * engine / 1e12})
+        print(f"{arch:>9} on {device}: plain DataLoader {plain:9.1f} img/s | engine {engine:9.1f} img/s | "
+              f"ratio {engine / plain:5.2f}x", flush=True)
+    df = pd.DataFrame(rows)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    df.to_csv(args.out, index=False)
+    prov.write(args.out.with_name("provenance.json"), results=rows)
+    print(f"written: {args.out}")
+    return df
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,62 @@
+"""The schema rejects a bad config before any job runs, naming the offending key."""
+import copy
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from snakemake.utils import validate
+
+ROOT = Path(__file__).resolve().parents[1]
+SCHEMA = str(ROOT / "config" / "schema.yaml")
+
+
+def load(name="config.yaml"):
+    return yaml.safe_load((ROOT / "config" / name).read_text())
+
+
+@pytest.mark.parametrize("name", ["config.yaml", "full.yaml"])
+def test_shipped_configs_are_valid_and_get_schema_defaults(name):
+    cfg = load(name)
+    validate(cfg, SCHEMA)
+    assert cfg["optimus"]["train"]["amp"] == "auto"            # a default injected by the schema
+    assert cfg["optimus"]["train"]["schedule"]["step_per"] == "epoch"
+
+
+def broken(edit):
+    cfg = copy.deepcopy(load())
+    edit(cfg)
+    return cfg
+
+
+BAD = {
+    "wrong type": (lambda c: c["optimus"]["train"].update(epochs="ten"), "'ten' is not of type 'integer'"),
+    "out of bounds": (lambda c: c["optimus"]["train"]["optimizer"].update(lr=-0.1), "lr"),
+    "unknown key": (lambda c: c["optimus"]["train"].update(epochz=3), "epochz"),
+    "missing section": (lambda c: c.pop("optimus"), "'optimus' is a required property"),
+    "unknown optimizer": (lambda c: c["optimus"]["train"]["optimizer"].update(name="lamb"), "lamb"),
+    "bad device label": (lambda c: c["optimus"]["devices"].update({"K80 GPU": {"accelerator": "cuda"}}), "K80 GPU"),
+    "download without checksum": (
+        lambda c: c["data"].update(cifar10={"source": "download", "download": {"url": "https://example.org/a.tgz"}}),
+        "cifar10"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_schema_rejects(case):
+    edit, needle = BAD[case]
+    with pytest.raises(Exception) as err:
+        validate(broken(edit), SCHEMA)
+    assert needle in str(err.value)
+
+
+def test_snakemake_rejects_a_bad_config_before_building_the_dag(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(broken(lambda c: c["optimus"]["train"].update(batch_size=0))))
+    out = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--configfile", str(bad)], cwd=ROOT,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode != 0
+    text = out.stdout + out.stderr
+    assert "batch_size" in text and "0 is less than the minimum of 1" in text
+    assert "Job stats" not in text                            # no DAG, no job
