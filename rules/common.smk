@@ -45,11 +45,26 @@ def torch_job_resources(accelerator):
 OPTIMUS_RUNS = "results/optimus/runs/{arch}-{device}-s{seed}"
 
 
-def optimus_runs():
+def optimus_runs(archs=None):
     o = config["optimus"]
-    return [
-        OPTIMUS_RUNS.format(arch=a, device=d, seed=s) for a in o["archs"] for d in o["devices"] for s in o["seeds"]
-    ]
+    archs = archs or o["archs"] + [o["target_arch"]]
+    return [OPTIMUS_RUNS.format(arch=a, device=d, seed=s) for a in archs for d in o["devices"] for s in o["seeds"]]
+
+
+def optimus_run_files(name, archs=None):
+    return [f"{run}/{name}" for run in optimus_runs(archs)]
+
+
+def optimus_target_files(name):
+    """``name`` of the target model's runs: the first seed on every device label."""
+    o = config["optimus"]
+    return [f"{OPTIMUS_RUNS.format(arch=o['target_arch'], device=d, seed=o['seeds'][0])}/{name}" for d in o["devices"]]
+
+
+def optimus_n_train():
+    """Training images per epoch of an Optimus run: the configured subset, else the whole training set."""
+    o, data = config["optimus"], config["data"]["cifar10"]
+    return o.get("n_train") or (data["synthetic"]["n_train"] if data["source"] == "synthetic" else 50000)
 
 
 def optimus_device(wildcards):
@@ -73,4 +88,7 @@ def all_outputs():
     return data + [
         "results/optimus/figures/learning_curves.pdf",
         "results/optimus/tables/learning_curves.tex",
+        "results/optimus/tables/loss_fits.tex",
+        "results/optimus/tables/prediction_error.tex",
+        "results/optimus/figures/time_to_accuracy.pdf",
     ]

@@ -12,6 +12,8 @@ rule optimus_train:
         provenance=f"{OPTIMUS_RUNS}/provenance.json",
     params:
         train=config["optimus"]["train"],
+        n_train=config["optimus"].get("n_train"),
+        width=config["optimus"]["imagenet_width"],
         accelerator=optimus_accelerator,
         # Resumable state lives beside the declared outputs: Snakemake deletes outputs, not this, before a rerun.
         state_dir=f"{OPTIMUS_RUNS}/resume",
@@ -30,7 +32,7 @@ rule optimus_train:
 
 rule optimus_learning_curves:
     input:
-        epochs=expand("{run}/epochs.csv", run=optimus_runs()),
+        epochs=optimus_run_files("epochs.csv"),
     output:
         figure=report(
             "results/optimus/figures/learning_curves.pdf",
@@ -53,3 +55,98 @@ rule optimus_learning_curves:
         CONDA_ENV
     script:
         "../scripts/optimus_learning_curves.py"
+
+
+rule optimus_loss_fits:
+    input:
+        steps=optimus_run_files("steps.csv"),
+    output:
+        csv="results/optimus/loss_fits.csv",
+        figure=report(
+            "results/optimus/figures/loss_fits.pdf",
+            caption="../report/captions/optimus_loss_fits.rst",
+            category="Optimus",
+        ),
+        png="results/optimus/figures/loss_fits.png",
+        table=report(
+            "results/optimus/tables/loss_fits.tex",
+            caption="../report/captions/optimus_loss_fits_table.rst",
+            category="Optimus",
+        ),
+        markdown="results/optimus/tables/loss_fits.md",
+        provenance="results/optimus/loss_fits.provenance.json",
+    params:
+        fit=config["optimus"]["fit"],
+    log:
+        "logs/optimus/loss_fits.log",
+    benchmark:
+        "benchmarks/optimus/loss_fits.tsv"
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/optimus_loss_fits.py"
+
+
+rule optimus_prediction:
+    input:
+        fits="results/optimus/loss_fits.csv",
+        train_epochs=optimus_run_files("epochs.csv", config["optimus"]["archs"]),
+        target_steps=optimus_target_files("steps.csv"),
+        target_epochs=optimus_target_files("epochs.csv"),
+    output:
+        regression="results/optimus/beta_regression.csv",
+        prediction="results/optimus/resnet50_prediction.csv",
+        error="results/optimus/prediction_error.csv",
+        figures=expand("results/optimus/figures/resnet50_prediction_{device}.pdf", device=config["optimus"]["devices"]),
+        pngs=expand("results/optimus/figures/resnet50_prediction_{device}.png", device=config["optimus"]["devices"]),
+        table=report(
+            "results/optimus/tables/prediction_error.tex",
+            caption="../report/captions/optimus_prediction_error.rst",
+            category="Optimus",
+        ),
+        markdown="results/optimus/tables/prediction_error.md",
+        provenance="results/optimus/prediction.provenance.json",
+    params:
+        target_arch=config["optimus"]["target_arch"],
+        target_accuracy=config["optimus"]["target_accuracy"],
+        form=config["optimus"]["regression_form"],
+        fit=config["optimus"]["fit"],
+        max_epochs=config["optimus"]["prediction_horizon_epochs"],
+    log:
+        "logs/optimus/prediction.log",
+    benchmark:
+        "benchmarks/optimus/prediction.tsv"
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/optimus_prediction.py"
+
+
+rule optimus_time_to_accuracy:
+    input:
+        error="results/optimus/prediction_error.csv",
+        target_epochs=optimus_target_files("epochs.csv")[0],
+    output:
+        csv="results/optimus/time_to_accuracy.csv",
+        theta="results/optimus/theta.json",
+        figure=report(
+            "results/optimus/figures/time_to_accuracy.pdf",
+            caption="../report/captions/optimus_time_to_accuracy.rst",
+            category="Optimus",
+        ),
+        png="results/optimus/figures/time_to_accuracy.png",
+        provenance="results/optimus/time_to_accuracy.provenance.json",
+    params:
+        speed=config["optimus"]["speed_model"],
+        target_arch=config["optimus"]["target_arch"],
+        target_accuracy=config["optimus"]["target_accuracy"],
+        width=config["optimus"]["imagenet_width"],
+        n_train=optimus_n_train(),
+    log:
+        "logs/optimus/time_to_accuracy.log",
+    benchmark:
+        "benchmarks/optimus/time_to_accuracy.tsv"
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/optimus_time_to_accuracy.py"

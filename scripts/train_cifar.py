@@ -16,15 +16,17 @@ with script_logging(snakemake.log[0]):
     cfg = TrainConfig.from_config(params.train, seed=seed)
     device = select_device(params.accelerator)
     data = read_cifar10(snakemake.input.data)
+    n = params.n_train or len(data.train_y)   # the first n images: a fixed subset, the same for every run
     seed_everything(seed)
-    model = cifar_model(wc.arch, num_classes=len(data.classes))
+    model = cifar_model(wc.arch, num_classes=len(data.classes), width=params.width)
     flops_per_image = model_flops_per_step(model, (3, 32, 32), batch=1)
     run = f"{wc.arch}-{wc.device}-s{seed}"
-    prov = Provenance({"arch": wc.arch, "device_label": wc.device, "seed": seed, "train": params.train},
+    prov = Provenance({"arch": wc.arch, "device_label": wc.device, "seed": seed, "train": params.train,
+                       "n_train": n, "imagenet_width": params.width},
                       device=str(device), study="optimus", run=run)
-    metrics = train(model, DeviceImages(data.train_x, data.train_y, device),
+    metrics = train(model, DeviceImages(data.train_x[:n], data.train_y[:n], device),
                     {"test": DeviceImages(data.test_x, data.test_y, device)}, cfg,
                     run_dir=Path(snakemake.output.epochs).parent, state_dir=Path(params.state_dir), run_name=run,
                     flops_per_image=flops_per_image,
-                    fingerprint=fingerprint(wc.arch, seed, params.train, str(device)))
+                    fingerprint=fingerprint(wc.arch, seed, params.train, n, params.width, str(device)))
     prov.write(snakemake.output.provenance, metrics=metrics, flops_per_image=flops_per_image)

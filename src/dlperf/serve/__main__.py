@@ -1,0 +1,63 @@
+"""``python -m dlperf.serve``: serve a model repository until interrupted (Ctrl-C or SIGTERM).
+
+Prints ``Listening at: http://HOST:PORT`` on stdout once the socket accepts connections, as ORT server
+logged it; with ``--port 0`` that line is how a caller learns the port.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+
+from .repository import ModelRepository, ServingOptions
+from .server import MAX_BODY_BYTES, InferenceServer
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m dlperf.serve", description=__doc__.splitlines()[0])
+    parser.add_argument("--model-repository", required=True, help="<root>/<model>/<version>/model.onnx")
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
+    parser.add_argument("--port", type=int, default=8001, help="0 picks a free port (default: 8001)")
+    parser.add_argument("--max-batch-size", type=int, default=8,
+                        help="rows per merged batch, unless a model's config.pbtxt sets max_batch_size")
+    parser.add_argument("--max-delay-ms", type=float, default=5.0,
+                        help="longest a request waits for others to batch with")
+    parser.add_argument("--no-batching", action="store_true", help="run every request on its own")
+    parser.add_argument("--max-body-bytes", type=int, default=MAX_BODY_BYTES,
+                        help="larger request bodies are answered 413 (default: 25 MiB, as ORT server)")
+    parser.add_argument("--default-model", help="model served by /score and the name 'default' "
+                                                "(default: the only model, if there is one)")
+    parser.add_argument("--intra-op-threads", type=int, default=0,
+                        help="onnxruntime threads per run (default 0: all cores)")
+    parser.add_argument("--providers", default="CPUExecutionProvider",
+                        help="comma-separated onnxruntime execution providers, in order of preference")
+    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    options = ServingOptions(
+        max_batch_size=args.max_batch_size,
+        max_delay_ms=args.max_delay_ms,
+        batching=not args.no_batching,
+        intra_op_threads=args.intra_op_threads,
+        providers=tuple(p.strip() for p in args.providers.split(",") if p.strip()),
+    )
+    repository = ModelRepository(args.model_repository, options, args.default_model)
+    server = InferenceServer(repository, args.host, args.port, args.max_body_bytes)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    print(f"Listening at: {server.url}", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+        repository.close()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,85 @@
+"""The workflow as a user runs it: dry runs of both configs, lint, and the embedded default end to end."""
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+IGNORED = shutil.ignore_patterns(".git", ".venv", "results", "resources", ".snakemake", "logs", "benchmarks",
+                                 "__pycache__", "*.egg-info", ".pytest_cache")
+
+
+def snakemake(*args, cwd=ROOT, timeout=300):
+    out = subprocess.run([*SNAKEMAKE, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout)
+    return out.returncode, out.stdout + out.stderr
+
+
+def test_the_default_config_builds_its_dag():
+    rc, text = snakemake("-n", "--quiet", "rules")
+    assert rc == 0, text
+
+
+def test_the_full_config_builds_its_whole_dag_without_any_data():
+    rc, text = snakemake("-n", "--configfile", "config/full.yaml")
+    assert rc == 0, text
+    assert "download" in text and "optimus_train" in text
+    # 5 regression archs + the target, on 3 GPU types: the default's cpu label is not merged in
+    assert "optimus_train                  18" in text
+    assert "device=cpu" not in text
+
+
+def test_the_dag_builds_with_several_device_labels_and_depths(tmp_path):
+    import yaml
+    cfg = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    cfg["optimus"]["archs"] = ["resnet20", "resnet32", "resnet44"]
+    cfg["optimus"]["devices"] = {"cpu": {"accelerator": "cpu"}, "p100": {"accelerator": "cuda"}}
+    path = tmp_path / "two-devices.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    rc, text = snakemake("-n", "--configfile", str(path))
+    assert rc == 0, text
+    assert "optimus_train                   8" in text
+    assert "resnet50_prediction_p100.pdf" in text
+
+
+def test_lint_finds_nothing():
+    rc, text = snakemake("--lint")
+    assert rc == 0, text
+
+
+@pytest.mark.slow
+def test_the_embedded_default_runs_end_to_end_and_a_rerun_does_nothing(tmp_path):
+    work = tmp_path / "repo"
+    shutil.copytree(ROOT, work, ignore=IGNORED)
+    rc, text = snakemake("--cores", "2", cwd=work, timeout=1800)
+    assert rc == 0, text[-5000:]
+
+    results = work / "results"
+    fits = pd.read_csv(results / "optimus" / "loss_fits.csv")
+    assert list(fits.columns[:11]) == ["arch", "depth", "device", "seed", "beta0", "beta1", "beta2", "rmse", "r2",
+                                       "n_points", "status"]
+    assert (fits[fits.status == "ok"][["beta0", "beta1", "beta2"]] >= 0).all().all()
+    assert list(pd.read_csv(results / "optimus" / "resnet50_prediction.csv").columns) == [
+        "device", "epoch", "predicted_loss", "measured_loss"]
+    assert list(pd.read_csv(results / "optimus" / "prediction_error.csv").columns) == [
+        "device", "mape_percent", "predicted_epochs_to_target", "measured_epochs_to_target"]
+    assert list(pd.read_csv(results / "optimus" / "time_to_accuracy.csv").columns) == [
+        "ps", "workers", "steps_per_s", "hours_to_target"]
+    for fig in ["learning_curves", "loss_fits", "time_to_accuracy", "resnet50_prediction_cpu"]:
+        assert (results / "optimus" / "figures" / f"{fig}.pdf").stat().st_size > 1000
+        assert (results / "optimus" / "figures" / f"{fig}.png").stat().st_size > 1000
+
+    run = results / "optimus" / "runs" / "resnet20-cpu-s0"
+    epochs = pd.read_csv(run / "epochs.csv")
+    assert epochs.test_acc.iloc[-1] > 0.25, "ResNet-20 must end well above chance (0.1) on synthetic CIFAR-10"
+    assert {"gflop_per_step", "achieved_tflops"} <= set(epochs.columns)
+    provenance = json.loads((run / "provenance.json").read_text())
+    assert {"config", "git", "packages", "host", "device", "start", "end", "wall_seconds"} <= set(provenance)
+    assert provenance["packages"]["torch"].startswith("2.14")
+
+    rc, text = snakemake("--cores", "2", cwd=work)
+    assert rc == 0 and "Nothing to be done" in text, text[-2000:]
