@@ -18,6 +18,7 @@ validate(config, "config/schema.yaml")
 include: "rules/common.smk"
 include: "rules/data.smk"
 include: "rules/optimus.smk"
+include: "rules/flops.smk"
 
 
 rule all:

@@ -36,11 +36,6 @@ def prepare_inputs(wildcards):
     return {"archive": download_target(wildcards.dataset)} if download_of(wildcards.dataset) else {}
 
 
-def torch_job_resources(accelerator):
-    """Resources of a torch job: a GPU slot when it runs on CUDA (capped locally by --resources gpu=K)."""
-    return {"gpu": 1} if accelerator == "cuda" else {}
-
-
 # ---- Optimus -------------------------------------------------------------------------------------------------
 OPTIMUS_RUNS = "results/optimus/runs/{arch}-{device}-s{seed}"
 
@@ -61,24 +56,44 @@ def optimus_target_files(name):
     return [f"{OPTIMUS_RUNS.format(arch=o['target_arch'], device=d, seed=o['seeds'][0])}/{name}" for d in o["devices"]]
 
 
+def device_peak(wildcards):
+    return f"results/flops/peak/{wildcards.device}.json"
+
+
 def optimus_n_train():
     """Training images per epoch of an Optimus run: the configured subset, else the whole training set."""
     o, data = config["optimus"], config["data"]["cifar10"]
     return o.get("n_train") or (data["synthetic"]["n_train"] if data["source"] == "synthetic" else 50000)
 
 
-def optimus_device(wildcards):
-    try:
-        return config["optimus"]["devices"][wildcards.device]
-    except KeyError:
-        raise ValueError(
-            f"device label {wildcards.device!r} is not in config optimus.devices "
-            f"({', '.join(config['optimus']['devices'])})"
-        )
+def check_device_labels():
+    """Every device label a study names must be declared under `devices` (the schema cannot cross-reference)."""
+    used = {"optimus.devices": config["optimus"]["devices"], "flops.measure.device": [config["flops"]["measure"]["device"]],
+            "optimus.speed_model.device": [config["optimus"]["speed_model"]["device"]]}
+    for key, labels in used.items():
+        unknown = [label for label in labels if label not in config["devices"]]
+        if unknown:
+            raise ValueError(
+                f"config {key}: unknown device label(s) {', '.join(map(repr, unknown))}; "
+                f"declared under `devices`: {', '.join(config['devices'])}"
+            )
 
 
-def optimus_accelerator(wildcards):
-    return "cpu" if optimus_device(wildcards)["accelerator"] == "cpu" else config["device"]
+check_device_labels()
+
+
+def device_accelerator(label):
+    """cpu for a CPU label; for a CUDA label, the top-level `device` (cuda, or auto to fall back to the CPU)."""
+    return "cpu" if config["devices"][label]["accelerator"] == "cpu" else config["device"]
+
+
+def accelerator_of(wildcards):
+    return device_accelerator(wildcards.device)
+
+
+def gpu_slots(wildcards):
+    """A GPU slot for jobs on a CUDA label (capped locally by --resources gpu=K)."""
+    return int(config["devices"][wildcards.device]["accelerator"] == "cuda")
 
 
 def all_outputs():
@@ -91,4 +106,15 @@ def all_outputs():
         "results/optimus/tables/loss_fits.tex",
         "results/optimus/tables/prediction_error.tex",
         "results/optimus/figures/time_to_accuracy.pdf",
+        "results/flops/summary.csv",
+        "results/flops/tables/peak_time.tex",
+        "results/flops/tables/layer_timing.tex",
+        "results/flops/figures/ppp.pdf",
+        "results/flops/training_ppp.csv",
     ]
+
+
+# ---- FLOPs / PALEO -------------------------------------------------------------------------------------------
+def training_runs():
+    """Every training run of the workflow, as (study, run directory)."""
+    return [("optimus", run) for run in optimus_runs()]

@@ -4,6 +4,7 @@
 rule optimus_train:
     input:
         data="resources/data/cifar10",
+        peak=device_peak,
     output:
         checkpoint=f"{OPTIMUS_RUNS}/checkpoint.pt",
         steps=f"{OPTIMUS_RUNS}/steps.csv",
@@ -14,7 +15,7 @@ rule optimus_train:
         train=config["optimus"]["train"],
         n_train=config["optimus"].get("n_train"),
         width=config["optimus"]["imagenet_width"],
-        accelerator=optimus_accelerator,
+        accelerator=accelerator_of,
         # Resumable state lives beside the declared outputs: Snakemake deletes outputs, not this, before a rerun.
         state_dir=f"{OPTIMUS_RUNS}/resume",
     log:
@@ -23,7 +24,7 @@ rule optimus_train:
         "benchmarks/optimus/train_{arch}-{device}-s{seed}.tsv"
     threads: config["threads"]
     resources:
-        gpu=lambda wc: torch_job_resources(optimus_accelerator(wc)).get("gpu", 0),
+        gpu=gpu_slots,
     conda:
         CONDA_ENV
     script:

@@ -36,7 +36,7 @@ BAD = {
     "unknown key": (lambda c: c["optimus"]["train"].update(epochz=3), "epochz"),
     "missing section": (lambda c: c.pop("optimus"), "'optimus' is a required property"),
     "unknown optimizer": (lambda c: c["optimus"]["train"]["optimizer"].update(name="lamb"), "lamb"),
-    "bad device label": (lambda c: c["optimus"]["devices"].update({"K80 GPU": {"accelerator": "cuda"}}), "K80 GPU"),
+    "bad device label": (lambda c: c["devices"].update({"K80 GPU": {"accelerator": "cuda"}}), "K80 GPU"),
     "download without checksum": (
         lambda c: c["data"].update(cifar10={"source": "download", "download": {"url": "https://example.org/a.tgz"}}),
         "cifar10"),

@@ -37,13 +37,25 @@ def test_the_dag_builds_with_several_device_labels_and_depths(tmp_path):
     import yaml
     cfg = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
     cfg["optimus"]["archs"] = ["resnet20", "resnet32", "resnet44"]
-    cfg["optimus"]["devices"] = {"cpu": {"accelerator": "cpu"}, "p100": {"accelerator": "cuda"}}
+    cfg["devices"] = {"cpu": {"accelerator": "cpu"}, "p100": {"accelerator": "cuda"}}
+    cfg["optimus"]["devices"] = ["cpu", "p100"]
     path = tmp_path / "two-devices.yaml"
     path.write_text(yaml.safe_dump(cfg))
     rc, text = snakemake("-n", "--configfile", str(path))
     assert rc == 0, text
     assert "optimus_train                   8" in text
     assert "resnet50_prediction_p100.pdf" in text
+
+
+def test_an_undeclared_device_label_is_rejected_naming_it(tmp_path):
+    import yaml
+    cfg = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    cfg["optimus"]["devices"] = ["cpu", "a100"]
+    path = tmp_path / "unknown-label.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    rc, text = snakemake("-n", "--configfile", str(path))
+    assert rc != 0
+    assert "optimus.devices: unknown device label(s) 'a100'; declared under `devices`: cpu" in text
 
 
 def test_lint_finds_nothing():
@@ -80,6 +92,20 @@ def test_the_embedded_default_runs_end_to_end_and_a_rerun_does_nothing(tmp_path)
     provenance = json.loads((run / "provenance.json").read_text())
     assert {"config", "git", "packages", "host", "device", "start", "end", "wall_seconds"} <= set(provenance)
     assert provenance["packages"]["torch"].startswith("2.14")
+
+    flops = results / "flops"
+    summary = pd.read_csv(flops / "summary.csv")
+    assert list(summary.columns) == ["model", "params", "gmacs", "gflops", "conv_share"]
+    assert summary.set_index("model").loc["vgg16", "gmacs"] == pytest.approx(15.47, rel=0.01)
+    for model in ["vgg16", "vgg19", "googlenet", "resnet50"]:
+        assert (flops / f"{model}_layers.csv").exists() and (flops / f"{model}_layers.tex").exists()
+    assert "all conv layers" in (flops / "vgg19_layers.tex").read_text()
+    assert set(pd.read_csv(flops / "peak_time.csv").model) == {"vgg16", "googlenet", "resnet50"}
+    assert {"forward_ms", "layer_sum_ms"} <= set(pd.read_csv(flops / "layer_timing.csv").columns)
+    ppp = pd.read_csv(flops / "training_ppp.csv")
+    assert list(ppp.columns) == ["study", "run", "device", "gflop_per_step", "achieved_tflops", "peak_tflops", "ppp"]
+    assert len(ppp) == 4 and (ppp.ppp > 0).all()
+    assert "ppp" in pd.read_csv(run / "epochs.csv").columns
 
     rc, text = snakemake("--cores", "2", cwd=work)
     assert rc == 0 and "Nothing to be done" in text, text[-2000:]

@@ -22,3 +22,14 @@ def learning_curves(runs: dict[str, pd.DataFrame], splits=("train", "test")):
     ax_acc.set(xlabel="epoch", ylabel="accuracy (%)")
     ax_acc.legend(loc="lower right", ncols=1 + len(runs) // 6)
     return fig
+
+
+def percent_of_peak(measured: pd.DataFrame, device_name: str):
+    """Achieved percent of peak against batch size, one line per model."""
+    fig, ax = figure("single", aspect=0.7)
+    for i, (model, df) in enumerate(measured.groupby("model")):
+        ax.plot(df.batch, 100 * df.ppp, "-o", color=f"C{i}", label=model)
+    ax.set_xscale("log", base=2)
+    ax.set(xlabel="batch size", ylabel="percent of peak (%)", title=device_name)
+    ax.legend()
+    return fig

@@ -1,0 +1,145 @@
+# FLOPs and PALEO (Qi et al. 2017; Lu et al. 2017): per-layer FLOP tables, the peak-throughput model, measured
+# percent of peak, and the percent of peak of every training run of the workflow.
+
+
+rule flops_layers:
+    output:
+        csv="results/flops/{model}_layers.csv",
+        table="results/flops/{model}_layers.tex",
+        markdown="results/flops/{model}_layers.md",
+    params:
+        image_size=config["flops"]["image_size"],
+        flop_per_mac=config["flops"]["flop_per_mac"],
+    log:
+        "logs/flops/layers_{model}.log",
+    benchmark:
+        "benchmarks/flops/layers_{model}.tsv"
+    wildcard_constraints:
+        model="vgg16|vgg19|googlenet|resnet50",
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/flops_layers.py"
+
+
+rule flops_summary:
+    input:
+        layers=expand("results/flops/{model}_layers.csv", model=config["flops"]["models"]),
+    output:
+        csv="results/flops/summary.csv",
+        table=report(
+            "results/flops/tables/summary.tex",
+            caption="../report/captions/flops_summary.rst",
+            category="FLOPs",
+        ),
+        markdown="results/flops/tables/summary.md",
+    log:
+        "logs/flops/summary.log",
+    benchmark:
+        "benchmarks/flops/summary.tsv"
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/flops_summary.py"
+
+
+rule flops_peak_time:
+    input:
+        summary="results/flops/summary.csv",
+    output:
+        csv="results/flops/peak_time.csv",
+        table=report(
+            "results/flops/tables/peak_time.tex",
+            caption="../report/captions/flops_peak_time.rst",
+            category="FLOPs",
+        ),
+        markdown="results/flops/tables/peak_time.md",
+    params:
+        peak_model=config["flops"]["peak_model"],
+    log:
+        "logs/flops/peak_time.log",
+    benchmark:
+        "benchmarks/flops/peak_time.tsv"
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/flops_peak_time.py"
+
+
+rule flops_device_peak:
+    output:
+        "results/flops/peak/{device}.json",
+    params:
+        accelerator=accelerator_of,
+        peak=config["flops"].get("peak", {}),
+    log:
+        "logs/flops/peak_{device}.log",
+    benchmark:
+        "benchmarks/flops/peak_{device}.tsv"
+    threads: config["threads"]
+    resources:
+        gpu=gpu_slots,
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/flops_device_peak.py"
+
+
+rule flops_measure:
+    input:
+        peak=f"results/flops/peak/{config['flops']['measure']['device']}.json",
+    output:
+        timing="results/flops/layer_timing.csv",
+        ppp="results/flops/ppp.csv",
+        table=report(
+            "results/flops/tables/layer_timing.tex",
+            caption="../report/captions/flops_layer_timing.rst",
+            category="FLOPs",
+        ),
+        markdown="results/flops/tables/layer_timing.md",
+        figure=report(
+            "results/flops/figures/ppp.pdf",
+            caption="../report/captions/flops_ppp.rst",
+            category="FLOPs",
+        ),
+        png="results/flops/figures/ppp.png",
+        provenance="results/flops/measure.provenance.json",
+    params:
+        measure=config["flops"]["measure"],
+        flop_per_mac=config["flops"]["flop_per_mac"],
+        accelerator=device_accelerator(config["flops"]["measure"]["device"]),
+    log:
+        "logs/flops/measure.log",
+    benchmark:
+        "benchmarks/flops/measure.tsv"
+    threads: config["threads"]
+    resources:
+        gpu=int(config["devices"][config["flops"]["measure"]["device"]]["accelerator"] == "cuda"),
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/flops_measure.py"
+
+
+rule flops_training_ppp:
+    input:
+        epochs=[f"{run}/epochs.csv" for _, run in training_runs()],
+        provenance=[f"{run}/provenance.json" for _, run in training_runs()],
+    output:
+        csv="results/flops/training_ppp.csv",
+        table=report(
+            "results/flops/tables/training_ppp.tex",
+            caption="../report/captions/flops_training_ppp.rst",
+            category="FLOPs",
+        ),
+        markdown="results/flops/tables/training_ppp.md",
+    params:
+        studies=[study for study, _ in training_runs()],
+    log:
+        "logs/flops/training_ppp.log",
+    benchmark:
+        "benchmarks/flops/training_ppp.tsv"
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/flops_training_ppp.py"

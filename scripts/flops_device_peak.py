@@ -1,0 +1,25 @@
+"""The peak FP32 FLOP/s of one device label: measured by a square matmul, or taken from config
+(rule: flops_device_peak)."""
+import json
+
+from dlperf.atomic import atomic_write
+from dlperf.perf.peak import device_name, measure_peak_flops
+from dlperf.train.engine import select_device
+from dlperf.workflow import limit_threads, script_logging
+
+with script_logging(snakemake.log[0]):
+    limit_threads(snakemake.threads)
+    label, cfg = snakemake.wildcards.device, snakemake.params.peak
+    device = select_device(snakemake.params.accelerator)
+    override = cfg.get("override_tflops", {}).get(label)
+    if override:
+        peak, source = override * 1e12, "config flops.peak.override_tflops"
+    else:
+        n = cfg.get("matmul_size", 4096 if device.type == "cuda" else 1024)
+        peak = measure_peak_flops(device, n=n, repeats=cfg.get("repeats", 10))
+        source = f"measured: median of {cfg.get('repeats', 10)} fp32 {n}x{n} matmuls (2n^3 FLOPs each)"
+    record = {"device_label": label, "device": str(device), "device_name": device_name(device),
+              "threads": snakemake.threads, "peak_flops": peak, "peak_tflops": peak / 1e12, "source": source}
+    with atomic_write(snakemake.output[0]) as fh:
+        json.dump(record, fh, indent=2)
+    print(json.dumps(record))

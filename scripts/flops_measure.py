@@ -1,0 +1,38 @@
+"""Whole-forward vs per-layer time and percent of peak on the present device (rule: flops_measure)."""
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from dlperf.perf.study import measure
+from dlperf.provenance import Provenance
+from dlperf.report import figures
+from dlperf.report.style import save_figure
+from dlperf.report.tables import write_table
+from dlperf.train.engine import select_device
+from dlperf.workflow import limit_threads, script_logging
+
+with script_logging(snakemake.log[0]):
+    limit_threads(snakemake.threads)
+    cfg = snakemake.params.measure
+    peak = json.loads(Path(snakemake.input.peak).read_text())
+    device = select_device(snakemake.params.accelerator)
+    prov = Provenance({"flops": {"measure": cfg, "flop_per_mac": snakemake.params.flop_per_mac}},
+                      device=str(device), peak_flops=peak["peak_flops"], peak_source=peak["source"])
+    rows = []
+    for model in cfg["models"]:
+        for batch in cfg["batch_sizes"]:
+            rows.append(measure(model, batch, cfg["image_size"], device, snakemake.params.flop_per_mac,
+                                peak["peak_flops"], cfg["warmup"], cfg["repeats"]))
+            print(rows[-1], flush=True)
+    df = pd.DataFrame(rows)
+    df[["model", "batch", "image_size", "gflops", "forward_ms", "forward_p10_ms", "forward_p90_ms", "layer_sum_ms",
+        "n_layers"]].to_csv(snakemake.output.timing, index=False)
+    df[["model", "batch", "gflops", "achieved_tflops", "peak_tflops", "ppp"]].to_csv(snakemake.output.ppp,
+                                                                                    index=False)
+    shown = df[["model", "batch", "forward_ms", "layer_sum_ms", "achieved_tflops", "ppp"]].assign(
+        ppp=100 * df.ppp).rename(columns={"ppp": "PPP (%)"})
+    write_table(shown, snakemake.output.table, formats={"forward_ms": ".2f", "layer_sum_ms": ".2f",
+                                                        "achieved_tflops": ".3f", "PPP (%)": ".1f"})
+    save_figure(figures.percent_of_peak(df, peak["device_name"]), snakemake.output.figure)
+    prov.write(snakemake.output.provenance, results=rows)
