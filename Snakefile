@@ -19,6 +19,7 @@ include: "rules/common.smk"
 include: "rules/data.smk"
 include: "rules/optimus.smk"
 include: "rules/flops.smk"
+include: "rules/depth.smk"
 
 
 rule all:

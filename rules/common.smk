@@ -8,6 +8,7 @@ CONDA_ENV = "../envs/dlperf.yaml"
 wildcard_constraints:
     dataset="cifar10|cifar100",
     arch="resnet[0-9]+",
+    lr="[0-9]e-?[0-9]+",
     device="[a-z][a-z0-9_]*",
     seed="[0-9]+",
 
@@ -69,6 +70,7 @@ def optimus_n_train():
 def check_device_labels():
     """Every device label a study names must be declared under `devices` (the schema cannot cross-reference)."""
     used = {"optimus.devices": config["optimus"]["devices"], "flops.measure.device": [config["flops"]["measure"]["device"]],
+            "depth.device": [config["depth"]["device"]],
             "optimus.speed_model.device": [config["optimus"]["speed_model"]["device"]]}
     for key, labels in used.items():
         unknown = [label for label in labels if label not in config["devices"]]
@@ -91,6 +93,25 @@ def accelerator_of(wildcards):
     return device_accelerator(wildcards.device)
 
 
+def slurm_partition(label):
+    """The SLURM partition of a device label (`devices.<label>.slurm_partition`); None: the cluster's default."""
+    return config["devices"][label].get("slurm_partition")
+
+
+def gpu_model(label):
+    """The GPU type a CUDA label asks SLURM for (`--gpus=<gpu_model>:1`); None: any GPU, or none for a CPU label."""
+    entry = config["devices"][label]
+    return entry.get("gpu_model") if entry["accelerator"] == "cuda" else None
+
+
+def slurm_partition_of(wildcards):
+    return slurm_partition(wildcards.device)
+
+
+def gpu_model_of(wildcards):
+    return gpu_model(wildcards.device)
+
+
 def gpu_slots(wildcards):
     """A GPU slot for jobs on a CUDA label (capped locally by --resources gpu=K)."""
     return int(config["devices"][wildcards.device]["accelerator"] == "cuda")
@@ -111,10 +132,36 @@ def all_outputs():
         "results/flops/tables/layer_timing.tex",
         "results/flops/figures/ppp.pdf",
         "results/flops/training_ppp.csv",
+        "results/depth/tables/summary.tex",
+        "results/depth/figures/grad_flow.pdf",
+        "results/depth/figures/curves.pdf",
     ]
 
 
 # ---- FLOPs / PALEO -------------------------------------------------------------------------------------------
 def training_runs():
     """Every training run of the workflow, as (study, run directory)."""
-    return [("optimus", run) for run in optimus_runs()]
+    return [("optimus", run) for run in optimus_runs()] + [("depth", run) for run in depth_runs()]
+
+
+# ---- Depth ---------------------------------------------------------------------------------------------------
+DEPTH_RUNS = "results/depth/runs/{model}-lr{lr}-s{seed}"
+
+
+def lr_label(lr):
+    """1e-3 -> '1e-3': the learning rate as it appears in run names."""
+    mantissa, exponent = f"{lr:.0e}".split("e")
+    return f"{mantissa}e{int(exponent)}"
+
+
+def depth_runs():
+    d = config["depth"]
+    return [DEPTH_RUNS.format(model=r["model"], lr=lr_label(r["lr"]), seed=d["seed"]) for r in d["runs"]]
+
+
+def depth_run_lr(wildcards):
+    """The configured learning rate of a run (the exact float, not the label)."""
+    for r in config["depth"]["runs"]:
+        if r["model"] == wildcards.model and lr_label(r["lr"]) == wildcards.lr:
+            return r["lr"]
+    raise ValueError(f"no depth run {wildcards.model} at lr {wildcards.lr} in config depth.runs")

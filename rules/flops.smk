@@ -79,6 +79,8 @@ rule flops_device_peak:
     threads: config["threads"]
     resources:
         gpu=gpu_slots,
+        slurm_partition=slurm_partition_of,
+        gpu_model=gpu_model_of,
     conda:
         CONDA_ENV
     script:
@@ -115,6 +117,8 @@ rule flops_measure:
     threads: config["threads"]
     resources:
         gpu=int(config["devices"][config["flops"]["measure"]["device"]]["accelerator"] == "cuda"),
+        slurm_partition=slurm_partition(config["flops"]["measure"]["device"]),
+        gpu_model=gpu_model(config["flops"]["measure"]["device"]),
     conda:
         CONDA_ENV
     script:

@@ -25,6 +25,8 @@ rule optimus_train:
     threads: config["threads"]
     resources:
         gpu=gpu_slots,
+        slurm_partition=slurm_partition_of,
+        gpu_model=gpu_model_of,
     conda:
         CONDA_ENV
     script:

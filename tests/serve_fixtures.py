@@ -113,7 +113,7 @@ def running_server(root: Path, default_model: str | None = None, **options) -> I
     """An in-process server on 127.0.0.1 at an ephemeral port, serving from a thread."""
     repository = ModelRepository(root, ServingOptions(**options), default_model)
     server = InferenceServer(repository)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     try:
         yield server

@@ -6,6 +6,7 @@ directly on the same model file.
 from __future__ import annotations
 
 import base64
+import functools
 import http.client
 import json
 import threading
@@ -39,10 +40,14 @@ def server(repository):
         yield live
 
 
+@functools.cache
+def _session(path: Path) -> ort.InferenceSession:
+    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+
 def direct(repository: Path, version: int, x: np.ndarray) -> dict[str, np.ndarray]:
     """What onnxruntime itself computes for ``x``."""
-    session = ort.InferenceSession(str(repository / MODEL / str(version) / "model.onnx"),
-                                   providers=["CPUExecutionProvider"])
+    session = _session(repository / MODEL / str(version) / "model.onnx")
     return dict(zip(["scores", "boxes"], session.run(None, {"input": x})))
 
 
@@ -194,6 +199,7 @@ def test_onnx_tutorial_client_works_unchanged_against_python_m_dlperf_serve(tmp_
         scores = np.frombuffer(response_message.outputs['scores'].raw_data, dtype=np.float32)
 
         classes = [line.rstrip('\n') for line in open(tmp_path / 'coco_classes.txt')]
+        plt.figure()
         fig, ax = plt.subplots(1, figsize=(12, 9))
         ax.imshow(img)
         resized_width = 1200
@@ -208,10 +214,11 @@ def test_onnx_tutorial_client_works_unchanged_against_python_m_dlperf_serve(tmp_
             box_w = (x2 - x1)
             bbox = patches.Rectangle((y1, x1), box_h, box_w, linewidth=2, edgecolor=color, facecolor='none')
             ax.add_patch(bbox)
-            plt.text(y1, x1, s=classes[labels[c] - 1], color='white', verticalalignment='top', bbox={'color': color, 'pad': 0})
+            plt.text(y1, x1, s=classes[labels[c] - 1], color='white', verticalalignment='top',
+                     bbox={'color': color, 'pad': 0})
         plt.axis('off')
         plt.savefig(tmp_path / "ssd_result.jpg", bbox_inches='tight', pad_inches=0.0)
-        plt.close(fig)
+        plt.close("all")
         # --- end of the tutorial ---
     assert response.status_code == 200 and response.headers["Content-Type"] == "application/x-protobuf"
     assert [list(response_message.outputs[n].dims) for n in ("bboxes", "labels", "scores")] == [
@@ -297,9 +304,11 @@ def test_kserve_client_round_trips_json_and_binary_tensors(server, repository):
     np.array([["ünï", ""], ["b", "c"]], dtype=object),
 ], ids=lambda a: str(a.dtype) if a.dtype != object else "string")
 def test_every_element_type_survives_both_codecs_in_every_encoding(array):
-    for raw in (True, False):
-        tensor = TensorProto.FromString(ort_protocol.array_to_tensor(array, raw=raw).SerializeToString())
-        decoded = ort_protocol.tensor_to_array(tensor, "t")
+    for raw, fmt in [(True, "protobuf"), (True, "json"), (False, "protobuf"), (False, "json")]:
+        request = ort_protocol.PredictRequest()
+        request.inputs["t"].CopyFrom(ort_protocol.array_to_tensor(array, raw=raw))
+        parsed = ort_protocol.parse(ort_protocol.PredictRequest, ort_protocol.serialize(request, fmt), fmt)
+        decoded = ort_protocol.tensor_to_array(parsed.inputs["t"], "t")
         assert decoded.dtype == array.dtype and np.array_equal(decoded, array)
     for binary in (True, False):
         body, headers = kserve.encode_request({"t": array}, None, binary)
@@ -432,20 +441,19 @@ def _hammer(url: str, expected: Callable[[np.ndarray], dict], threads: int, per_
     assert not failures, failures[0]
 
 
-def _served(url: str) -> tuple[int, int]:
-    """(requests answered, onnxruntime runs) so far for version 2."""
-    stats = KServeClient(url).statistics(MODEL, 2)["model_stats"][0]
-    return stats["inference_stats"]["success"]["count"], stats["execution_count"]
+def _version2_stats(url: str) -> dict:
+    return KServeClient(url).statistics(MODEL, 2)["model_stats"][0]
 
 
 def test_concurrent_requests_are_merged_into_batches_and_each_gets_its_own_rows(server, repository):
-    requests_before, runs_before = _served(server.url)
+    before = _version2_stats(server.url)
     _hammer(server.url, lambda x: direct(repository, 2, x), threads=16, per_thread=3)
-    requests_after, runs_after = _served(server.url)
-    assert requests_after - requests_before == 48
-    assert runs_after - runs_before < 48
-    batch_sizes = [b["batch_size"] for b in KServeClient(server.url).statistics(MODEL, 2)["model_stats"][0]["batch_stats"]]
-    assert max(batch_sizes) > 2 and max(batch_sizes) <= 8
+    after = _version2_stats(server.url)
+    served = after["inference_stats"]["success"]["count"] - before["inference_stats"]["success"]["count"]
+    assert served == 48
+    assert after["execution_count"] - before["execution_count"] < served
+    batch_sizes = [entry["batch_size"] for entry in after["batch_stats"]]
+    assert 2 < max(batch_sizes) <= 8
 
 
 @pytest.mark.parametrize("how", ["--no-batching", "config.pbtxt max_batch_size: 0"])
@@ -454,7 +462,8 @@ def test_batching_can_be_turned_off(tmp_path, repository, how):
     root = write_repository(tmp_path, {MODEL: {2: (repository / MODEL / "2" / "model.onnx").read_bytes()}}, configs)
     with running_server(root, batching=how != "--no-batching", max_delay_ms=30) as live:
         _hammer(live.url, lambda x: direct(repository, 2, x), threads=8, per_thread=2)
-        assert _served(live.url) == (16, 16)
+        stats = _version2_stats(live.url)
+        assert stats["inference_stats"]["success"]["count"] == stats["execution_count"] == 16
 
 
 class _Recorder:
@@ -552,7 +561,7 @@ def test_fuzzing_the_openapi_document_finds_no_server_error(server):
     checks = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 
     @given(case=cases)
-    @settings(max_examples=150, deadline=None, database=None, derandomize=True, phases=[Phase.generate],
+    @settings(max_examples=100, deadline=None, database=None, derandomize=True, phases=[Phase.generate],
               suppress_health_check=list(HealthCheck))
     def fuzz(case):
         case.call_and_validate(base_url=server.url, checks=checks)

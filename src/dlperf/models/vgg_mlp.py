@@ -138,3 +138,10 @@ def vgg_mlp(depth: int, variant: str = "plain", num_classes: int = 100, num_filt
     batch_norm, residual = VARIANTS[variant]
     return VGGMLP(num_blocks_per_stage=(depth - 8) // 6, num_filters=num_filters, num_classes=num_classes,
                   batch_norm=batch_norm, residual=residual)
+
+
+def vgg_mlp_from_name(name: str, num_classes: int = 100, num_filters: int = 32) -> VGGMLP:
+    """A config name to a model: vgg08, vgg38, vgg38_bn, vgg38_rc, vgg38_bn_rc (depth, then the fixes)."""
+    depth, *fixes = name.removeprefix("vgg").split("_", 1)
+    variant = fixes[0] if fixes else "plain"
+    return vgg_mlp(int(depth), variant, num_classes=num_classes, num_filters=num_filters)

@@ -33,3 +33,26 @@ def percent_of_peak(measured: pd.DataFrame, device_name: str):
     ax.set(xlabel="batch size", ylabel="percent of peak (%)", title=device_name)
     ax.legend()
     return fig
+
+
+def grad_flow(frames: dict[str, pd.DataFrame], epochs):
+    """Mean |grad| of every weight layer (input to output), averaged over each chosen epoch's records, one panel
+    per run; a log scale shows the orders of magnitude that vanish through a deep plain network."""
+    names = sorted(frames)
+    ncols = min(4, len(names))
+    nrows = -(-len(names) // ncols)
+    fig, axes = figure("double", aspect=0.3 * nrows, nrows=nrows, ncols=ncols, squeeze=False, sharey=True)
+    for ax, name in zip(axes.flat, names):
+        df = frames[name]
+        for i, epoch in enumerate(e for e in epochs if e in set(df.epoch)):
+            per_layer = df[df.epoch == epoch].groupby("layer", sort=False).mean_abs_grad.mean()
+            ax.plot(range(len(per_layer)), per_layer.to_numpy(), "-", color=f"C{i}", label=f"epoch {epoch}")
+        ax.set_yscale("log")
+        ax.set_title(name, fontsize=7)
+        ax.set_xlabel("layer (input → output)")
+    for row in axes:
+        row[0].set_ylabel("mean |grad|")
+    for ax in list(axes.flat)[len(names):]:
+        ax.set_visible(False)
+    axes.flat[0].legend()
+    return fig

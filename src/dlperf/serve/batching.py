@@ -106,10 +106,9 @@ class DynamicBatcher:
         if len(batch) == 1:
             self._run_alone(batch[0])
             return
-        feeds = {name: np.concatenate([job.feeds[name] for job in batch]) for name in batch[0].feeds}
         total = sum(job.batch_size for job in batch)
         try:
-            outputs = self._run(feeds)
+            outputs = self._run({name: np.concatenate([job.feeds[name] for job in batch]) for name in batch[0].feeds})
             if any(array.shape[:1] != (total,) for array in outputs.values()):
                 raise ServeError(500, "the model's outputs do not keep the batch dimension")
         except Exception as error:

@@ -1,8 +1,8 @@
 """The OpenAPI 3 description of the server's HTTP API, served at ``GET /openapi.json``.
 
-It is generated from the live repository so that the ``name`` path parameters enumerate the models
-actually served: a fuzzer reading it (the tests run schemathesis against it) then reaches the inference
-code with real model names instead of stopping at 404s. Every status the server can answer for a
+It is generated from the live repository so that the ``name`` and ``version`` path parameters enumerate
+what is actually served: a fuzzer reading it (the tests run schemathesis against it) then reaches the
+inference code with real model names instead of stopping at 404s. Every status the server can answer for a
 documented operation is listed, so "undocumented status" is a finding, not noise.
 """
 from __future__ import annotations
@@ -157,13 +157,11 @@ def _json(schema: str, description: str) -> dict:
     return {"description": description, "headers": _REQUEST_ID, "content": {JSON: {"schema": _ref(schema)}}}
 
 
-def _path_parameters(names: list[str], version_pattern: str | None, with_version: bool) -> list[dict]:
+def _path_parameters(names: list[str], versions: list[str] | None) -> list[dict]:
     parameters = [{"name": "name", "in": "path", "required": True, "schema": {"type": "string", "enum": names}}]
-    if with_version:
-        schema = {"type": "string"}
-        if version_pattern:
-            schema["pattern"] = version_pattern
-        parameters.append({"name": "version", "in": "path", "required": True, "schema": schema})
+    if versions is not None:
+        parameters.append({"name": "version", "in": "path", "required": True,
+                           "schema": {"type": "string", "enum": versions}})
     return parameters
 
 
@@ -215,9 +213,11 @@ def _v2_infer(parameters: list[dict]) -> dict:
     }}
 
 
-def openapi_document(model_names: list[str], default_model: str | None) -> dict:
-    """The API description for a server whose repository holds ``model_names``."""
-    ort_names = model_names + (["default"] if default_model and "default" not in model_names else [])
+def openapi_document(models: dict[str, list[int]], default_model: str | None) -> dict:
+    """The API description for a server whose repository holds ``models`` (name → versions)."""
+    names = list(models)
+    versions = sorted({str(v) for model_versions in models.values() for v in model_versions}, key=int)
+    ort_names = names + (["default"] if default_model and "default" not in names else [])
     paths: dict[str, Any] = {
         "/": {"get": {"summary": "ONNX Runtime Server liveness probe",
                       "responses": {"200": {"description": "alive", "headers": _REQUEST_ID,
@@ -225,9 +225,9 @@ def openapi_document(model_names: list[str], default_model: str | None) -> dict:
                                                                                   "enum": ["Healthy"]}}}}}}},
         "/score": _predict(f"predict with the default model ({default_model or 'none: several models'})", []),
         "/v1/models/{name}:predict": _predict("predict with the highest version",
-                                              _path_parameters(ort_names, None, False)),
-        "/v1/models/{name}/versions/{version}:predict": _predict(
-            "predict with one version", _path_parameters(ort_names, "^[0-9]+$", True)),
+                                              _path_parameters(ort_names, None)),
+        "/v1/models/{name}/versions/{version}:predict": _predict("predict with one version",
+                                                                 _path_parameters(ort_names, versions)),
         "/openapi.json": {"get": {"summary": "this document", "responses": {
             "200": {"description": "OpenAPI 3 document", "content": {JSON: {"schema": {"type": "object"}}}}}}},
         "/v2": _v2_get("server metadata", [], "ServerMetadata"),
@@ -235,7 +235,7 @@ def openapi_document(model_names: list[str], default_model: str | None) -> dict:
         "/v2/health/ready": _v2_get("every model is loaded", [], None),
     }
     for prefix, with_version in (("/v2/models/{name}", False), ("/v2/models/{name}/versions/{version}", True)):
-        parameters = _path_parameters(model_names, None, with_version)
+        parameters = _path_parameters(names, versions if with_version else None)
         paths[prefix] = _v2_get("model metadata", parameters, "ModelMetadata")
         paths[prefix + "/ready"] = _v2_get("the model is ready", parameters, None)
         paths[prefix + "/stats"] = _v2_get("inference statistics (Triton's statistics extension)",

@@ -39,21 +39,21 @@ def _predict_file() -> descriptor_pb2.FileDescriptorProto:
         dependency=[onnx_ml_pb2.DESCRIPTOR.name],
     )
 
-    def tensor_map(owner: descriptor_pb2.DescriptorProto, name: str, json_name: str, number: int) -> None:
-        entry = owner.nested_type.add(name=json_name[0].upper() + json_name[1:] + "Entry")
+    def tensor_map(owner: descriptor_pb2.DescriptorProto, name: str, number: int) -> None:
+        entry = owner.nested_type.add(name=name.capitalize() + "Entry")
         entry.options.map_entry = True
         entry.field.add(name="key", json_name="key", number=1, label=field.LABEL_OPTIONAL, type=field.TYPE_STRING)
         entry.field.add(name="value", json_name="value", number=2, label=field.LABEL_OPTIONAL,
                         type=field.TYPE_MESSAGE, type_name=".onnx.TensorProto")
-        owner.field.add(name=name, json_name=json_name, number=number, label=field.LABEL_REPEATED,
+        owner.field.add(name=name, json_name=name, number=number, label=field.LABEL_REPEATED,
                         type=field.TYPE_MESSAGE, type_name=f".{_PACKAGE}.{owner.name}.{entry.name}")
 
     request = file.message_type.add(name="PredictRequest")
     request.reserved_range.add(start=1, end=2)
-    tensor_map(request, "inputs", "inputs", 2)
+    tensor_map(request, "inputs", 2)
     request.field.add(name="output_filter", json_name="outputFilter", number=3,
                       label=field.LABEL_REPEATED, type=field.TYPE_STRING)
-    tensor_map(file.message_type.add(name="PredictResponse"), "outputs", "outputs", 1)
+    tensor_map(file.message_type.add(name="PredictResponse"), "outputs", 1)
     return file
 
 
@@ -195,8 +195,8 @@ def _typed_values(values, element: ElementType, name: str) -> np.ndarray:
 
 
 def array_to_tensor(array: np.ndarray, raw: bool) -> TensorProto:
-    """A TensorProto for an output, in ``raw_data`` when ``raw`` (then with ``data_location=DEFAULT``)
-    or else in the typed field, as ORT server answered: raw only if every input came raw."""
+    """``array`` as a TensorProto: in ``raw_data`` (with ``data_location=DEFAULT``) when ``raw``, else in
+    the typed field. ORT server answered raw only if every input had come raw."""
     element = element_of_array(array)
     if element is None:
         raise TypeError(f"numpy dtype {array.dtype} has no onnx.TensorProto data type here")

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
 
-import numpy as np
 import onnxruntime as ort
 
 from .batching import DynamicBatcher, Tensors

@@ -16,6 +16,7 @@ import json
 import logging
 import re
 import socketserver
+import sys
 import uuid
 from dataclasses import dataclass, field
 from http import HTTPStatus
@@ -79,7 +80,8 @@ class InferenceServer(ThreadingHTTPServer):
                  max_body_bytes: int = MAX_BODY_BYTES):
         self.repository = repository
         self.max_body_bytes = max_body_bytes
-        self.openapi = json.dumps(openapi_document(repository.names, repository.default_model)).encode()
+        models = {name: repository.versions(name) for name in repository.names}
+        self.openapi = json.dumps(openapi_document(models, repository.default_model)).encode()
         super().__init__((host, port), _Handler)
 
     def server_bind(self) -> None:
@@ -90,6 +92,14 @@ class InferenceServer(ThreadingHTTPServer):
     @property
     def url(self) -> str:
         return f"http://{self.server_name}:{self.server_port}"
+
+    def handle_error(self, request, client_address) -> None:
+        """A client resetting its kept-alive connection is routine, not worth socketserver's traceback
+        on stderr; anything else goes to the log with its traceback."""
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            log.debug("connection from %s reset", client_address)
+        else:
+            log.exception("error serving %s", client_address)
 
 
 class _Handler(BaseHTTPRequestHandler):

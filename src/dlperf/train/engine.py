@@ -112,14 +112,17 @@ def _fmt(v) -> str:
 def train(model: nn.Module, train_data: DeviceImages, eval_data: dict[str, DeviceImages], cfg: TrainConfig, *,
           run_dir: Path, state_dir: Path, run_name: str, flops_per_image: float | None = None,
           peak_flops: float | None = None, after_backward: Callable[[int, nn.Module], None] | None = None,
-          fingerprint: str = "", log=sys.stderr) -> dict:
+          stateful: dict | None = None, fingerprint: str = "", log=sys.stderr) -> dict:
     """Train ``model`` and write the run's files; return the final metrics (also in ``metrics.json``).
 
     ``flops_per_image`` (forward + backward FLOPs of one image) and ``peak_flops`` (the device's peak FLOP/s)
     add achieved TFLOP/s and percent of peak to every epoch. ``after_backward(step, model)`` runs after each
     backward pass, before the optimizer step (gradient recorders use it). ``fingerprint`` identifies what is
     being trained (config, data, model): saved state with another fingerprint is stale and is not resumed.
+    ``stateful`` objects (``state_dict``/``load_state_dict``, e.g. a gradient recorder) are saved and restored
+    with the run's resumable state.
     """
+    stateful = stateful or {}
     run_dir, state_dir = Path(run_dir), Path(state_dir)
     device = train_data.device
     autocast = cfg.amp == "bf16" or (cfg.amp == "auto" and device.type == "cuda")
@@ -149,6 +152,8 @@ def train(model: nn.Module, train_data: DeviceImages, eval_data: dict[str, Devic
         start_epoch, step_rows, epoch_rows, elapsed = (state["epoch"], state["steps"], state["epochs"],
                                                        state["elapsed"])
         best = state.get("best")
+        for key, obj in stateful.items():
+            obj.load_state_dict(state["extra"][key])
         print(f"[{run_name}] resuming from epoch {start_epoch} ({last})", file=log, flush=True)
 
     for epoch in range(start_epoch, cfg.epochs):
@@ -209,7 +214,7 @@ def train(model: nn.Module, train_data: DeviceImages, eval_data: dict[str, Devic
               " ".join(f"{k}={v:.4g}" for k, v in row.items() if k != "epoch"), file=log, flush=True)
         _save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "rng_cpu": torch.get_rng_state(),
                "epoch": epoch + 1, "steps": step_rows, "epochs": epoch_rows, "elapsed": elapsed, "best": best,
-               "fingerprint": fingerprint},
+               "fingerprint": fingerprint, "extra": {k: obj.state_dict() for k, obj in stateful.items()}},
               last)
 
     metrics = dict(epoch_rows[-1]) if epoch_rows else {}

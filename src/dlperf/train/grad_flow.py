@@ -59,6 +59,13 @@ class GradFlowRecorder:
         self.rows.extend({"step": step, "layer": name, "mean_abs_grad": value}
                          for name, value in zip(self.layers, means))
 
+    def state_dict(self) -> dict:
+        """The rows so far, saved with the engine's resumable state so a resumed run keeps its history."""
+        return {"rows": list(self.rows)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.rows = list(state["rows"])
+
     def to_frame(self) -> pd.DataFrame:
         return pd.DataFrame(self.rows, columns=list(COLUMNS))
 
