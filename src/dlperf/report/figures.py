@@ -41,7 +41,7 @@ def grad_flow(frames: dict[str, pd.DataFrame], epochs):
     names = sorted(frames)
     ncols = min(4, len(names))
     nrows = -(-len(names) // ncols)
-    fig, axes = figure("double", aspect=0.3 * nrows, nrows=nrows, ncols=ncols, squeeze=False, sharey=True)
+    fig, axes = figure("double", aspect=0.33 * nrows, nrows=nrows, ncols=ncols, squeeze=False, sharey=True)
     for ax, name in zip(axes.flat, names):
         df = frames[name]
         for i, epoch in enumerate(e for e in epochs if e in set(df.epoch)):
@@ -49,7 +49,7 @@ def grad_flow(frames: dict[str, pd.DataFrame], epochs):
             ax.plot(range(len(per_layer)), per_layer.to_numpy(), "-", color=f"C{i}", label=f"epoch {epoch}")
         ax.set_yscale("log")
         ax.set_title(name, fontsize=7)
-        ax.set_xlabel("layer (input → output)")
+    fig.supxlabel("weight layer (input → output)", fontsize=8)
     for row in axes:
         row[0].set_ylabel("mean |grad|")
     for ax in list(axes.flat)[len(names):]:
