@@ -135,6 +135,7 @@ def all_outputs():
         "results/depth/tables/summary.tex",
         "results/depth/figures/grad_flow.pdf",
         "results/depth/figures/curves.pdf",
+        "results/report/report.pdf",
     ]
 
 
@@ -165,3 +166,98 @@ def depth_run_lr(wildcards):
         if r["model"] == wildcards.model and lr_label(r["lr"]) == wildcards.lr:
             return r["lr"]
     raise ValueError(f"no depth run {wildcards.model} at lr {wildcards.lr} in config depth.runs")
+
+
+# ---- Report --------------------------------------------------------------------------------------------------
+# A study's report section (report/sections/<study>.tex) quotes values computed from some of its results (the
+# keyword arguments of its function in dlperf.report.values.STUDIES) and includes others (tables, figures). It is
+# reported when its key is in the config.
+def report_optimus():
+    o = config["optimus"]
+    device = o["speed_model"]["device"]  # the target-model prediction shown is on the speed model's device label
+    prediction_figure = f"results/optimus/figures/resnet50_prediction_{device}.pdf"
+    runs = optimus_run_files("provenance.json")
+    results = [f"results/optimus/{name}.provenance.json" for name in ("loss_fits", "prediction", "time_to_accuracy")]
+    return {
+        "values": {  # keyword arguments of dlperf.report.values.optimus_values
+            "fits": "results/optimus/loss_fits.csv",
+            "regression": "results/optimus/beta_regression.csv",
+            "errors": "results/optimus/prediction_error.csv",
+            "curves": "results/optimus/learning_curves.csv",
+            "time_to_accuracy": "results/optimus/time_to_accuracy.csv",
+            "theta": "results/optimus/theta.json",
+            "runs": runs,
+            "dataset": "resources/data/cifar10",
+            "prediction": "results/optimus/prediction.provenance.json",
+            "speed": "results/optimus/time_to_accuracy.provenance.json",
+        },
+        "params": {
+            "horizon_epochs": o["prediction_horizon_epochs"],
+            "prediction_device": device,
+            "prediction_figure": prediction_figure,
+        },
+        "includes": [
+            "results/optimus/figures/learning_curves.pdf",
+            "results/optimus/tables/learning_curves.tex",
+            "results/optimus/figures/loss_fits.pdf",
+            "results/optimus/tables/loss_fits.tex",
+            "results/optimus/tables/prediction_error.tex",
+            prediction_figure,
+            "results/optimus/figures/time_to_accuracy.pdf",
+        ],
+        "provenance": runs + results + ["resources/data/cifar10"],
+    }
+
+
+def report_flops():
+    f = config["flops"]
+    return {
+        "values": {  # keyword arguments of dlperf.report.values.flops_values
+            "summary": "results/flops/summary.csv",
+            "layers": expand("results/flops/{model}_layers.csv", model=f["models"]),
+            "peak_time": "results/flops/peak_time.csv",
+            "timing": "results/flops/layer_timing.csv",
+            "ppp": "results/flops/ppp.csv",
+            "training_ppp": "results/flops/training_ppp.csv",
+            "peak": f"results/flops/peak/{f['measure']['device']}.json",
+            "measure": "results/flops/measure.provenance.json",
+        },
+        "params": {"image_size": f["image_size"], "flop_per_mac": f["flop_per_mac"]},
+        "includes": [
+            "results/flops/tables/summary.tex",
+            "results/flops/vgg16_layers.tex",
+            "results/flops/tables/peak_time.tex",
+            "results/flops/tables/layer_timing.tex",
+            "results/flops/figures/ppp.pdf",
+            "results/flops/tables/training_ppp.tex",
+        ],
+        "provenance": ["results/flops/measure.provenance.json"],
+    }
+
+
+# Section order of the report: a study's key in the config -> what its section reads and includes.
+REPORT_STUDIES = {
+    "optimus": report_optimus,
+    "flops": report_flops,
+}
+
+
+def reported_studies():
+    return {study: spec() for study, spec in REPORT_STUDIES.items() if study in config}
+
+
+def report_section_files():
+    return [f"report/sections/{study}.tex" for study in reported_studies()]
+
+
+def report_value_inputs():
+    return {f"{study}__{name}": files for study, spec in reported_studies().items()
+            for name, files in spec["values"].items()}
+
+
+def report_provenance():
+    return list(dict.fromkeys(p for spec in reported_studies().values() for p in spec["provenance"]))
+
+
+def report_includes():
+    return [path for spec in reported_studies().values() for path in spec["includes"]]

@@ -1,0 +1,312 @@
+"""The numbers the report quotes, as LaTeX macros: functions from results (frames, dicts) to {macro name: text}.
+
+Every number in the report's prose is one of these macros (written to ``results/report/values.tex`` by
+``scripts/report_values.py``), so a rerun on other data or another config changes the text with the tables.
+Names follow ``<Study><Quantity><Qualifier…>`` (see :func:`dlperf.report.latex.macro_name`): ``OptimusWStarPTwo``,
+``FlopsGmacsVggSixteen``, ``FlopsConvShareVggSixteen``; values shared by all studies have no study prefix.
+Yes/no facts (``OptimusTargetPredictedReached``) let the LaTeX choose its wording with ``\\ifdefstring``.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Callable, Iterable, Mapping
+
+import numpy as np
+import pandas as pd
+
+from dlperf.report.latex import Latex, macro_name
+
+INFINITY = Latex(r"$\infty$")
+MODEL_LABELS = {"vgg16": "VGG-16", "vgg19": "VGG-19", "googlenet": "GoogLeNet", "resnet50": "ResNet-50"}
+
+
+# ---- formatting ---------------------------------------------------------------------------------------------
+def significant(x: float, digits: int = 3) -> str:
+    """``x`` to ``digits`` significant digits in positional notation (never 1e-05): 0.043621 -> 0.0436."""
+    x = float(x)
+    if math.isnan(x):
+        return "n/a"
+    if math.isinf(x):
+        return INFINITY if x > 0 else Latex(r"$-\infty$")
+    if x == 0:
+        return "0"
+    decimals = max(0, digits - 1 - math.floor(math.log10(abs(x))))
+    return f"{x:.{decimals}f}"
+
+
+def plain(x: float) -> str:
+    """A configured value as written, without padding or exponent: 0.05, 0.9, 10."""
+    return np.format_float_positional(float(x), trim="-")
+
+
+def fixed(x: float, decimals: int) -> str:
+    x = float(x)
+    return f"{x:.{decimals}f}" if math.isfinite(x) else significant(x)
+
+
+def percent(fraction: float, decimals: int = 1) -> str:
+    """A fraction as a percentage number (the prose adds the % sign): 0.8146 -> 81.5."""
+    return fixed(100 * float(fraction), decimals)
+
+
+def count(n: int) -> str:
+    """An integer; five digits and more grouped by thin spaces (138 357 544), as in typeset tables."""
+    n = int(n)
+    return Latex(f"{n:,}".replace(",", r"\,")) if abs(n) >= 10_000 else str(n)
+
+
+def words(items: Iterable) -> str:
+    """An English list: a; a and b; a, b and c."""
+    items = [str(i) for i in items]
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def yes_no(flag: bool) -> str:
+    return "yes" if flag else "no"
+
+
+def model_label(name: str) -> str:
+    """How a model is written in prose: vgg16 -> VGG-16, resnet20 -> ResNet-20."""
+    if name in MODEL_LABELS:
+        return MODEL_LABELS[name]
+    if name.startswith("resnet") and name[6:].isdigit():
+        return f"ResNet-{name[6:]}"
+    return name
+
+
+def unique(values: Iterable) -> list:
+    """Distinct values in order of first appearance, ``None`` dropped."""
+    return list(dict.fromkeys(v for v in values if v is not None))
+
+
+def merge(*groups: Mapping[str, object]) -> dict[str, object]:
+    """One macro table from several; a name defined twice is an error, not a silent overwrite."""
+    merged: dict[str, object] = {}
+    for group in groups:
+        clash = merged.keys() & group.keys()
+        if clash:
+            raise ValueError(f"macro(s) defined twice: {sorted(clash)}")
+        merged.update(group)
+    return merged
+
+
+# ---- shared by every study ----------------------------------------------------------------------------------
+def provenance_values(records: Iterable[Mapping], scale: str) -> dict[str, object]:
+    """Scale, commit(s), package versions, compute devices and date of the results, from their provenance.json.
+
+    Results made at several commits list every commit rather than pretend to one.
+    """
+    records = list(records)
+    commits = unique((r.get("git") or {}).get("commit") for r in records)
+    packages = [r.get("packages", {}) for r in records]
+    ends = [r["end"] for r in records if r.get("end")]
+    devices = unique(r.get("gpu") or r.get("cpu") for r in records)
+    return {
+        "ReportScale": scale,
+        "GitCommit": ", ".join(c[:12] for c in commits) if commits else "unknown",
+        "GitDirty": yes_no(any((r.get("git") or {}).get("dirty") for r in records)),
+        **{macro_name(name, "version"): ", ".join(unique(p.get(name) for p in packages)) or "unknown"
+           for name in ("python", "torch", "torchvision", "snakemake", "dlperf")},
+        "ComputeDevices": words(devices) if devices else "unknown",
+        "ResultsDate": max(ends)[:10] if ends else "unknown",
+    }
+
+
+# ---- Optimus ------------------------------------------------------------------------------------------------
+def optimus_values(*, fits: pd.DataFrame, regression: pd.DataFrame, errors: pd.DataFrame, curves: pd.DataFrame,
+                   time_to_accuracy: pd.DataFrame, theta: Mapping, runs: Mapping[str, Mapping],
+                   dataset: Mapping, prediction: Mapping, speed: Mapping, horizon_epochs: int,
+                   prediction_device: str, prediction_figure: str) -> dict[str, object]:
+    """Macros of the Optimus section.
+
+    ``runs`` holds every training run's provenance.json, ``dataset`` the CIFAR-10 directory's, ``prediction``
+    and ``speed`` those of the prediction and time-to-accuracy results; ``prediction_device`` is the device
+    label whose target-model prediction the report shows (the speed model's), drawn in ``prediction_figure``.
+    """
+    settings = prediction["config"]["optimus"]
+    target = settings["target_arch"]
+    shown_run = next(r for r in runs.values()
+                     if r["config"]["arch"] == target and r["config"]["device_label"] == prediction_device)
+    train = shown_run["config"]["train"]
+    regression_archs = fits[fits.arch != target].sort_values("depth").arch.unique()
+    final = curves.set_index("run")
+    best = final.test_acc.idxmax()
+    ok = fits[fits.status == "ok"]
+    worst = ok.loc[ok.r2.idxmin()]
+    values = {
+        "TargetArch": model_label(target),
+        "RegressionArchs": words(map(model_label, regression_archs)),
+        "Devices": words(unique(fits.device)),
+        "Runs": len(fits),
+        "TrainImages": count(dataset["n_train"]),
+        "TestImages": count(dataset["n_test"]),
+        "Classes": dataset["classes"],
+        "ImagesPerEpoch": count(shown_run["config"]["n_train"] or dataset["n_train"]),
+        "ImagenetWidth": shown_run["config"]["imagenet_width"],
+        "Epochs": train["epochs"],
+        "BatchSize": train["batch_size"],
+        "Optimizer": train["optimizer"]["name"].upper(),
+        "LearningRate": plain(train["optimizer"]["lr"]),
+        "Momentum": plain(train["optimizer"]["momentum"]),
+        "Schedule": train["schedule"]["name"],
+        "TargetTestAccuracy": percent(final.loc[shown_run["run"], "test_acc"]),
+        "BestTestAccuracy": percent(final.loc[best, "test_acc"]),
+        "BestTestAccuracyRun": best,
+        "BinsPerEpoch": settings["fit"]["bins_per_epoch"],
+        "FitWeighting": settings["fit"]["weighting"],
+        "FitPoints": int(fits.n_points.median()),
+        "FitsFailed": int((fits.status != "ok").sum()),
+        "FitRsqMedian": fixed(ok.r2.median(), 3),
+        "FitRsqMin": fixed(worst.r2, 3),
+        "FitRsqMinRun": f"{worst.arch}-{worst.device}-s{worst.seed}",
+        "FitRsqMax": fixed(ok.r2.max(), 3),
+        "RegressionRuns": int(regression.n.iloc[0]),
+        **{macro_name("RegressionRsq", beta): fixed(rows.r2.iloc[0], 3)
+           for beta, rows in regression.groupby("target")},
+        **_prediction_values(errors, settings["target_accuracy"], horizon_epochs, prediction_device),
+        "PredictionFigure": Latex(Path(prediction_figure).as_posix()),
+        **_speed_values(time_to_accuracy, theta, speed["config"]["optimus"]["speed_model"]),
+    }
+    return {macro_name("optimus", key): value for key, value in values.items()}
+
+
+def _prediction_values(errors: pd.DataFrame, target_accuracy: float, horizon_epochs: int, device: str) -> dict:
+    shown = errors.set_index("device").loc[device]
+    predicted = float(shown.predicted_epochs_to_target)
+    measured = pd.to_numeric(pd.Series([shown.measured_epochs_to_target]), errors="coerce").iloc[0]
+    return {
+        "TargetAccuracy": percent(target_accuracy, 0),
+        "HorizonEpochs": horizon_epochs,
+        "PredictionDevice": device,
+        "TargetMape": fixed(shown.mape_percent, 1),
+        **{macro_name("TargetMape", d): fixed(m, 1) for d, m in zip(errors.device, errors.mape_percent)},
+        "TargetPredictedReached": yes_no(math.isfinite(predicted)),
+        "TargetPredictedEpochs": significant(predicted),
+        "TargetMeasuredReached": yes_no(pd.notna(measured)),
+        "TargetMeasuredEpochs": significant(measured) if pd.notna(measured) else "none",
+    }
+
+
+def _speed_values(tta: pd.DataFrame, theta: Mapping, speed: Mapping) -> dict:
+    t = theta["theta"]
+    bandwidth_bytes = speed["bandwidth_gbit_s"] * 1e9 / 8
+    values = {
+        "SpeedDevice": speed["device"],
+        "GlobalBatch": speed["global_batch"],
+        "WorkersMin": speed["workers"]["min"],
+        "WorkersMax": speed["workers"]["max"],
+        "ServerCounts": words(speed["ps"]),
+        "BandwidthGbit": plain(speed["bandwidth_gbit_s"]),
+        # θ is derived from a measured throughput unless the config gives it; the prose explains only the former.
+        "ThetaDerived": yes_no(t.get("provenance", "").startswith("derived")),
+        "ImagesPerSecond": significant(1 / t["theta0"]),
+        "ModelMegabytes": significant(t["theta2"] * bandwidth_bytes / 2 / 1e6),
+        **{macro_name("Theta", i, "ms"): significant(1e3 * t[f"theta{i}"]) for i in range(5)},
+        "StepsNeeded": count(round(theta["steps_needed"])) if math.isfinite(theta["steps_needed"]) else INFINITY,
+    }
+    for ps, df in tta.groupby("ps"):
+        fastest = df.loc[df.steps_per_s.idxmax()]
+        quickest = df.loc[df.hours_to_target.idxmin()]
+        values |= {
+            macro_name("WStar", "p", ps): significant(theta["optimum"][str(ps)]["closed_form_w_star"]),
+            macro_name("PeakStepsPerSecond", "p", ps): significant(fastest.steps_per_s),
+            macro_name("PeakStepsWorkers", "p", ps): int(fastest.workers),
+            macro_name("MinHours", "p", ps): significant(quickest.hours_to_target),
+            macro_name("MinHoursWorkers", "p", ps): int(quickest.workers),
+        }
+    return values
+
+
+# ---- FLOPs / PALEO ------------------------------------------------------------------------------------------
+def flops_values(*, summary: pd.DataFrame, layers: Mapping[str, pd.DataFrame], peak_time: pd.DataFrame,
+                 timing: pd.DataFrame, ppp: pd.DataFrame, training_ppp: pd.DataFrame, peak: Mapping,
+                 measure: Mapping, image_size: int, flop_per_mac: int) -> dict[str, object]:
+    """Macros of the FLOPs/PALEO section.
+
+    ``layers`` maps each ``results/flops/<model>_layers.csv`` path to its frame; ``peak`` is the measuring
+    device's peak record, ``measure`` the provenance of the timing results.
+    """
+    values = {
+        "Models": words(map(model_label, summary.model)),
+        "ImageSize": image_size,
+        "FlopPerMac": flop_per_mac,
+    }
+    for row in summary.itertuples():
+        values |= {
+            macro_name("Gmacs", row.model): significant(row.gmacs),
+            macro_name("Gflops", row.model): significant(row.gflops),
+            macro_name("ParamsMillions", row.model): significant(row.params / 1e6),
+            macro_name("ConvShare", row.model): fixed(100 * row.conv_share, 2),
+        }
+    for path, df in layers.items():
+        model = Path(path).name.removesuffix("_layers.csv")
+        conv_params = df.loc[df.type.str.startswith("Conv"), "params"].sum()
+        values[macro_name("ConvParamShare", model)] = percent(conv_params / df.params.sum())
+    values |= _peak_model_values(peak_time)
+    values |= _measured_values(timing, ppp, peak, measure["config"]["flops"]["measure"])
+    values |= {
+        "TrainingRuns": len(training_ppp),
+        "TrainingPppMedian": percent(training_ppp.ppp.median()),
+        "TrainingPppMin": percent(training_ppp.ppp.min()),
+        "TrainingPppMax": percent(training_ppp.ppp.max()),
+        "TrainingPppMaxRun": training_ppp.loc[training_ppp.ppp.idxmax(), "run"],
+    }
+    return {macro_name("flops", key): value for key, value in values.items()}
+
+
+def _peak_model_values(peak_time: pd.DataFrame) -> dict:
+    """PALEO's lower bound t = FLOPs / peak on the fastest and the slowest datasheet peak."""
+    peaks = peak_time.drop_duplicates("device").set_index("device").peak_tflops
+    fastest, slowest = peaks.idxmax(), peaks.idxmin()
+    values = {
+        "PeakModelDevices": len(peaks),
+        "FastestDevice": fastest,
+        "FastestPeakTflops": significant(peaks[fastest]),
+        "SlowestDevice": slowest,
+        "SlowestPeakTflops": significant(peaks[slowest]),
+    }
+    for model, df in peak_time.groupby("model", sort=False):
+        on = df.set_index("device")
+        values |= {
+            macro_name("PeakTimeFastestMs", model): significant(on.loc[fastest, "time_ms"]),
+            macro_name("PeakTimeSlowestMs", model): significant(on.loc[slowest, "time_ms"]),
+            macro_name("PeakImagesPerSecondFastest", model): count(round(on.loc[fastest, "images_per_s"])),
+        }
+    return values
+
+
+def _measured_values(timing: pd.DataFrame, ppp: pd.DataFrame, peak: Mapping, measure: Mapping) -> dict:
+    top, bottom = ppp.loc[ppp.ppp.idxmax()], ppp.loc[ppp.ppp.idxmin()]
+    layer_share = timing.layer_sum_ms / timing.forward_ms
+    values = {
+        "DeviceLabel": peak["device_label"],
+        "DeviceName": peak["device_name"],
+        "DeviceThreads": peak["threads"],
+        "PeakTflops": significant(peak["peak_tflops"]),
+        "PeakGflops": significant(peak["peak_flops"] / 1e9),
+        "PeakSource": peak["source"],
+        "MeasureImageSize": measure["image_size"],
+        "MeasureBatches": words(measure["batch_sizes"]),
+        "MeasureWarmup": measure["warmup"],
+        "MeasureRepeats": measure["repeats"],
+        "PppMax": percent(top.ppp),
+        "PppMaxModel": model_label(top.model),
+        "PppMaxBatch": int(top.batch),
+        "PppMin": percent(bottom.ppp),
+        "PppMinModel": model_label(bottom.model),
+        "PppMinBatch": int(bottom.batch),
+        "LayerSumShareMin": percent(layer_share.min(), 0),
+        "LayerSumShareMax": percent(layer_share.max(), 0),
+    }
+    for row in ppp.itertuples():
+        values[macro_name("Ppp", row.model, "batch", row.batch)] = percent(row.ppp)
+    return values
+
+
+# What each study's section quotes: the study's key in the config -> its function. A study's inputs and params
+# (rules/report.smk) are this function's keyword arguments.
+STUDIES: dict[str, Callable[..., dict[str, object]]] = {
+    "optimus": optimus_values,
+    "flops": flops_values,
+}
