@@ -148,7 +148,7 @@ def train(model: nn.Module, train_data: DeviceImages, eval_data: dict[str, Devic
     if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
-        torch.set_rng_state(state["rng_cpu"])
+        torch.set_rng_state(state["rng_cpu"].cpu())   # map_location moved it to the device
         start_epoch, step_rows, epoch_rows, elapsed = (state["epoch"], state["steps"], state["epochs"],
                                                        state["elapsed"])
         best = state.get("best")
