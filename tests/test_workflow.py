@@ -1,5 +1,6 @@
 """The workflow as a user runs it: dry runs of both configs, lint, and the embedded default end to end."""
 import json
+import math
 import shutil
 import subprocess
 import sys
@@ -107,5 +108,22 @@ def test_the_embedded_default_runs_end_to_end_and_a_rerun_does_nothing(tmp_path)
     assert len(ppp) == 4 and (ppp.ppp > 0).all()
     assert "ppp" in pd.read_csv(run / "epochs.csv").columns
 
+    check_depth_results(results / "depth")
+    assert (results / "report" / "report.pdf").stat().st_size > 10_000
+
     rc, text = snakemake("--cores", "2", cwd=work)
     assert rc == 0 and "Nothing to be done" in text, text[-2000:]
+
+
+def check_depth_results(depth):
+    """The coursework's Table 1 layout, and the pathology: plain VGG_38 stays at chance, BatchNorm trains."""
+    summary = pd.read_csv(depth / "summary.csv")
+    assert list(summary.columns[:9]) == ["model", "lr", "params", "train_loss", "train_acc", "val_loss", "val_acc",
+                                         "test_loss", "test_acc"]
+    rows = summary.set_index(["model", "lr"])
+    chance = math.log(100)
+    assert rows.loc[("vgg38", 1e-3), "train_loss"] == pytest.approx(chance, abs=0.05)
+    assert rows.loc[("vgg38_bn", 1e-3), "val_loss"] < chance - 0.1
+    flow = pd.read_csv(depth / "grad_flow.csv")
+    first_and_last = flow[flow.run == "vgg38-lr1e-3-s0"].groupby("layer", sort=False).mean_abs_grad.mean()
+    assert first_and_last.iloc[0] < 1e-6 * first_and_last.iloc[-1]
