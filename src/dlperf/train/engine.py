@@ -112,7 +112,7 @@ def _fmt(v) -> str:
 def train(model: nn.Module, train_data: DeviceImages, eval_data: dict[str, DeviceImages], cfg: TrainConfig, *,
           run_dir: Path, state_dir: Path, run_name: str, flops_per_image: float | None = None,
           peak_flops: float | None = None, after_backward: Callable[[int, nn.Module], None] | None = None,
-          stateful: dict | None = None, fingerprint: str = "", log=sys.stderr) -> dict:
+          stateful: dict | None = None, fingerprint: str = "", log=None) -> dict:
     """Train ``model`` and write the run's files; return the final metrics (also in ``metrics.json``).
 
     ``flops_per_image`` (forward + backward FLOPs of one image) and ``peak_flops`` (the device's peak FLOP/s)
@@ -123,6 +123,7 @@ def train(model: nn.Module, train_data: DeviceImages, eval_data: dict[str, Devic
     with the run's resumable state.
     """
     stateful = stateful or {}
+    log = log or sys.stderr   # looked up per call: a script's log redirection replaces sys.stderr after import
     run_dir, state_dir = Path(run_dir), Path(state_dir)
     device = train_data.device
     autocast = cfg.amp == "bf16" or (cfg.amp == "auto" and device.type == "cuda")
