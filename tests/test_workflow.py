@@ -110,6 +110,9 @@ def test_the_embedded_default_runs_end_to_end_and_a_rerun_does_nothing(tmp_path)
 
     check_depth_results(results / "depth")
     assert (results / "report" / "report.pdf").stat().st_size > 10_000
+    rc, text = snakemake("--report", "results/report/report.html", cwd=work)
+    assert rc == 0 and "Report created" in text, text[-2000:]
+    assert (results / "report" / "report.html").stat().st_size > 100_000
 
     rc, text = snakemake("--cores", "2", cwd=work)
     assert rc == 0 and "Nothing to be done" in text, text[-2000:]
