@@ -112,9 +112,13 @@ def gpu_model_of(wildcards):
     return gpu_model(wildcards.device)
 
 
+def gpu_count(label):
+    """A GPU slot for jobs on a CUDA label (capped locally by --resources gpu=K), none on a CPU label."""
+    return int(config["devices"][label]["accelerator"] == "cuda")
+
+
 def gpu_slots(wildcards):
-    """A GPU slot for jobs on a CUDA label (capped locally by --resources gpu=K)."""
-    return int(config["devices"][wildcards.device]["accelerator"] == "cuda")
+    return gpu_count(wildcards.device)
 
 
 def all_outputs():

@@ -26,7 +26,7 @@ rule depth_train:
         model="vgg[0-9]+(_bn)?(_rc)?",
     threads: config["threads"]
     resources:
-        gpu=int(config["devices"][config["depth"]["device"]]["accelerator"] == "cuda"),
+        gpu=gpu_count(config["depth"]["device"]),
         slurm_partition=slurm_partition(config["depth"]["device"]),
         gpu_model=gpu_model(config["depth"]["device"]),
     conda:

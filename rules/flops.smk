@@ -116,7 +116,7 @@ rule flops_measure:
         "benchmarks/flops/measure.tsv"
     threads: config["threads"]
     resources:
-        gpu=int(config["devices"][config["flops"]["measure"]["device"]]["accelerator"] == "cuda"),
+        gpu=gpu_count(config["flops"]["measure"]["device"]),
         slurm_partition=slurm_partition(config["flops"]["measure"]["device"]),
         gpu_model=gpu_model(config["flops"]["measure"]["device"]),
     conda:

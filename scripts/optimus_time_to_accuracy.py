@@ -3,7 +3,6 @@ import json
 import math
 
 import pandas as pd
-import torch
 
 from dlperf.atomic import atomic_write
 from dlperf.models import cifar_model

@@ -125,9 +125,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
 
 @contextlib.contextmanager
-def serve_directory(root: str | os.PathLike) -> Iterator[FileServer]:
-    """Run a ``FileServer`` for ``root`` in a thread for the duration of the ``with`` block."""
-    server = FileServer(root)
+def serving_in_thread(server):
+    """Run ``server`` (a socketserver) in a thread for the duration of the ``with`` block, then close it."""
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     try:
@@ -136,3 +135,10 @@ def serve_directory(root: str | os.PathLike) -> Iterator[FileServer]:
         server.shutdown()
         server.server_close()
         thread.join()
+
+
+@contextlib.contextmanager
+def serve_directory(root: str | os.PathLike) -> Iterator[FileServer]:
+    """Run a ``FileServer`` for ``root`` in a thread for the duration of the ``with`` block."""
+    with serving_in_thread(FileServer(root)) as server:
+        yield server

@@ -24,6 +24,8 @@ import onnx
 import torch
 from onnx import TensorProto, helper, numpy_helper
 
+from http_fixture import serving_in_thread
+
 from dlperf.serve import InferenceServer, ModelRepository, ServingOptions
 
 SRC = Path(__file__).resolve().parents[1] / "src"
@@ -112,16 +114,11 @@ def write_repository(root: Path, models: dict[str, dict[int, bytes]], configs: d
 def running_server(root: Path, default_model: str | None = None, **options) -> Iterator[InferenceServer]:
     """An in-process server on 127.0.0.1 at an ephemeral port, serving from a thread."""
     repository = ModelRepository(root, ServingOptions(**options), default_model)
-    server = InferenceServer(repository)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
     try:
-        yield server
+        with serving_in_thread(InferenceServer(repository)) as server:
+            yield server
     finally:
-        server.shutdown()
-        server.server_close()
         repository.close()
-        thread.join()
 
 
 @contextlib.contextmanager

@@ -1,6 +1,5 @@
 """The shared training engine: files it writes, determinism, resume after a kill, schedules, augmentation."""
 import math
-import os
 import signal
 import subprocess
 import sys
