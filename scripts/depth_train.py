@@ -34,7 +34,8 @@ with script_logging(snakemake.log[0]):
     params = sum(t.numel() for t in model.parameters())
     prov = Provenance({"depth": {**cfg, "run": {"model": wc.model, "lr": p.lr}}, "train": train_cfg},
                       device=str(device), peak_flops=peak_flops, study="depth", run=run, params=params)
-    metrics = train(model, images(data.train_x[:split], data.train_y[:split]),
+    train_images = images(data.train_x[:split], data.train_y[:split])
+    metrics = train(model, train_images,
                     {"val": images(data.train_x[split:n], data.train_y[split:n]),
                      "test": images(data.test_x, data.test_y)},
                     TrainConfig.from_config(train_cfg, seed=seed), run_dir=Path(snakemake.output.epochs).parent,
@@ -42,7 +43,7 @@ with script_logging(snakemake.log[0]):
                     flops_per_image=model_flops_per_step(model, (3, 32, 32), batch=1), peak_flops=peak_flops,
                     stateful={"grad_flow": recorder},
                     fingerprint=fingerprint(wc.model, seed, train_cfg, cfg["num_filters"], n, str(device)))
-    steps_per_epoch = -(-split // train_cfg["batch_size"])
+    steps_per_epoch = train_images.steps_per_epoch(train_cfg["batch_size"])
     recorder.to_frame().assign(epoch=lambda df: df.step // steps_per_epoch + 1).to_csv(snakemake.output.grad_flow,
                                                                                       index=False)
     prov.write(snakemake.output.provenance, metrics=metrics)
