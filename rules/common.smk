@@ -1,6 +1,8 @@
 # Paths and input functions shared by the rules. Nothing here runs a job.
 from pathlib import Path
 
+from dlperf.workflow import lr_label
+
 CONDA_ENV = "../envs/dlperf.yaml"
 
 
@@ -153,12 +155,6 @@ def training_runs():
 DEPTH_RUNS = "results/depth/runs/{model}-lr{lr}-s{seed}"
 
 
-def lr_label(lr):
-    """1e-3 -> '1e-3': the learning rate as it appears in run names."""
-    mantissa, exponent = f"{lr:.0e}".split("e")
-    return f"{mantissa}e{int(exponent)}"
-
-
 def depth_runs():
     d = config["depth"]
     return [DEPTH_RUNS.format(model=r["model"], lr=lr_label(r["lr"]), seed=d["seed"]) for r in d["runs"]]
@@ -239,10 +235,30 @@ def report_flops():
     }
 
 
+def report_depth():
+    runs = [f"{run}/provenance.json" for run in depth_runs()]
+    return {
+        "values": {  # keyword arguments of dlperf.report.values.depth_values
+            "summary": "results/depth/summary.csv",
+            "grad_flow": "results/depth/grad_flow.csv",
+            "runs": runs,
+            "dataset": "resources/data/cifar100",
+        },
+        "params": {},
+        "includes": [
+            "results/depth/tables/summary.tex",
+            "results/depth/figures/curves.pdf",
+            "results/depth/figures/grad_flow.pdf",
+        ],
+        "provenance": runs + ["resources/data/cifar100"],
+    }
+
+
 # Section order of the report: a study's key in the config -> what its section reads and includes.
 REPORT_STUDIES = {
     "optimus": report_optimus,
     "flops": report_flops,
+    "depth": report_depth,
 }
 
 

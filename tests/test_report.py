@@ -29,6 +29,7 @@ from dlperf.report.latex import (
 from dlperf.report.style import figure, save_figure
 from dlperf.report.tables import write_table
 from dlperf.report.values import count, merge, significant
+from dlperf.workflow import lr_label
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
@@ -208,6 +209,29 @@ def write_flops(root: Path, cfg: dict) -> None:
     write_figure(out / "figures" / "ppp.pdf")
 
 
+def write_depth(root: Path, cfg: dict) -> None:
+    """What the depth rules write: Table 1, the gradient-flow records and the run provenance, for the configured
+    grid; VGG-38's first-layer gradient is 1e-14 times its last layer's, BN's 0.01 times."""
+    d, out = cfg["depth"], root / "results" / "depth"
+    write_json(root / "resources/data/cifar100/provenance.json",
+               provenance({"data": {"cifar100": cfg["data"]["cifar100"]}}, n_train=2000, n_test=500, classes=100))
+    rows, records = [], []
+    for i, run in enumerate(d["runs"]):
+        name = f"{run['model']}-lr{lr_label(run['lr'])}-s{d['seed']}"
+        write_json(out / "runs" / name / "provenance.json", provenance({"depth": {**d, "run": run}}, run=name))
+        rows.append({"model": run["model"], "lr": run["lr"], "params": 85204, "train_loss": 4.6 - i / 10,
+                     "train_acc": 1.0 + i, "val_loss": 4.5 - i / 10, "val_acc": 2.0 + i, "test_loss": 4.5,
+                     "test_acc": 1.5 + i, "best_epoch": 2})
+        first = 1e-14 if run["model"] == "vgg38" else 1e-2
+        records += [{"step": 0, "layer": layer, "mean_abs_grad": g, "epoch": 1, "run": name}
+                    for layer, g in (("input_conv", first), ("block_0_0", 1e-3), ("logit_linear_layer", 1.0))]
+    summary = write_csv(out / "summary.csv", pd.DataFrame(rows))
+    write_table(summary, out / "tables" / "summary.tex")
+    write_csv(out / "grad_flow.csv", pd.DataFrame(records))
+    for name in ("curves", "grad_flow"):
+        write_figure(out / "figures" / f"{name}.pdf")
+
+
 def snakemake(repo: Path, *args, timeout=240) -> str:
     out = subprocess.run([*SNAKEMAKE, *args], cwd=repo, capture_output=True, text=True, timeout=timeout)
     assert out.returncode == 0, (out.stdout + out.stderr)[-5000:]
@@ -222,6 +246,7 @@ def built(tmp_path_factory):
     cfg = yaml.safe_load((repo / "config" / "config.yaml").read_text())
     write_optimus(repo, cfg, cfg["data"]["cifar10"])
     write_flops(repo, cfg)
+    write_depth(repo, cfg)
     # Only the report's rules may run: the fixture stands in for everything upstream.
     snakemake(repo, "--cores", "1", "--allowed-rules", "report_values", "report_pdf", "--", REPORT)
     return repo
@@ -239,7 +264,7 @@ def test_the_report_compiles_without_undefined_references_or_missing_files(built
 def test_the_sections_are_those_of_the_studies_in_the_config(built):
     sections = (built / "results/report/sections.tex").read_text()
     assert [line for line in sections.splitlines() if line.startswith("\\input")] == [
-        r"\input{report/sections/optimus}", r"\input{report/sections/flops}"]
+        r"\input{report/sections/optimus}", r"\input{report/sections/flops}", r"\input{report/sections/depth}"]
 
 
 @needs_latex
@@ -263,6 +288,8 @@ def test_the_numbers_in_the_text_are_those_of_the_results(built):
     assert r"\newcommand{\OptimusTargetMape}{12.3}" in values
     assert r"\newcommand{\OptimusTargetPredictedEpochs}{3.20}" in values
     assert r"\newcommand{\GitCommit}{0123456789ab}" in values
+    assert r"\newcommand{\DepthGradLogRatioVggThirtyEightLrOneEThree}{-14.0}" in values
+    assert r"\newcommand{\DepthCourseworkParamsVggThirtyEightBn}{338\,500}" in values
     if shutil.which("pdftotext"):
         text = " ".join(subprocess.run(["pdftotext", str(built / REPORT), "-"], capture_output=True, text=True,
                                        check=True).stdout.split())

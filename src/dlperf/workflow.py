@@ -43,3 +43,9 @@ def fingerprint(*parts) -> str:
     blob = json.dumps(parts, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
 
+
+
+def lr_label(lr: float) -> str:
+    """A learning rate as it appears in run names: 0.001 -> '1e-3', 0.01 -> '1e-2', 0.005 -> '5e-3'."""
+    mantissa, exponent = f"{float(lr):.0e}".split("e")
+    return f"{mantissa}e{int(exponent)}"
