@@ -22,21 +22,49 @@ def dataset_config(name):
 def download_of(dataset):
     """The download entry of a dataset whose source is 'download', else None."""
     entry = dataset_config(dataset)
-    return entry["download"] if entry["source"] == "download" else None
+    return entry.get("download") if entry["source"] == "download" else None
 
 
 def download_target(dataset):
     """resources/downloads/<file name of the URL> for a downloaded dataset."""
-    return f"resources/downloads/{Path(download_of(dataset)['url']).name}"
+    return download_path(download_of(dataset))
+
+
+def download_path(entry):
+    return f"resources/downloads/{Path(entry['url']).name}"
+
+
+def all_downloads():
+    """Every file the config downloads: CIFAR archives, ImageFolder originals, backbone weights."""
+    entries = [d for d in map(download_of, config["data"]) if d is not None]
+    for name, entry in config["data"].items():
+        if entry["source"] == "download" and "downloads" in entry:
+            entries += list(entry["downloads"].values())
+    entries += [b["weights"] for b in config.get("transfer", {}).get("backbones", {}).values()
+                if b["weights"] != "pretrain"]
+    return entries
 
 
 def downloads_by_file():
-    return {Path(d["url"]).name: d for d in map(download_of, config["data"]) if d is not None}
+    return {Path(d["url"]).name: d for d in all_downloads()}
 
 
 def prepare_inputs(wildcards):
     """A downloaded dataset is extracted from its archive; a synthetic one needs no input."""
     return {"archive": download_target(wildcards.dataset)} if download_of(wildcards.dataset) else {}
+
+
+def imagefolder_datasets():
+    """Datasets kept as ImageFolders (every data entry but the CIFAR pickles)."""
+    return [name for name in config["data"] if name not in ("cifar10", "cifar100")]
+
+
+def imagefolder_inputs(wildcards):
+    """A downloaded ImageFolder is converted from its original files; a synthetic one needs no input."""
+    entry = dataset_config(wildcards.dataset)
+    if entry["source"] != "download":
+        return {}
+    return {role: download_path(d) for role, d in entry["downloads"].items()}
 
 
 # ---- Optimus -------------------------------------------------------------------------------------------------
@@ -74,6 +102,8 @@ def check_device_labels():
     used = {"optimus.devices": config["optimus"]["devices"], "flops.measure.device": [config["flops"]["measure"]["device"]],
             "depth.device": [config["depth"]["device"]],
             "optimus.speed_model.device": [config["optimus"]["speed_model"]["device"]]}
+    if "transfer" in config:
+        used["transfer.device"] = [config["transfer"]["device"]]
     for key, labels in used.items():
         unknown = [label for label in labels if label not in config["devices"]]
         if unknown:
@@ -124,10 +154,8 @@ def gpu_slots(wildcards):
 
 
 def all_outputs():
-    data = [f"resources/data/{name}" for name in ("cifar10", "cifar100") if name in config["data"]]
-    if "decathlon" in config["data"]:
-        data.append("resources/data/decathlon")
-    return data + [
+    data = [f"resources/data/{name}" for name in ("cifar10", "cifar100", "decathlon") if name in config["data"]]
+    return data + transfer_outputs() + [
         "results/optimus/figures/learning_curves.pdf",
         "results/optimus/tables/learning_curves.tex",
         "results/optimus/tables/loss_fits.tex",
@@ -148,7 +176,8 @@ def all_outputs():
 # ---- FLOPs / PALEO -------------------------------------------------------------------------------------------
 def training_runs():
     """Every training run of the workflow, as (study, run directory)."""
-    return [("optimus", run) for run in optimus_runs()] + [("depth", run) for run in depth_runs()]
+    return ([("optimus", run) for run in optimus_runs()] + [("depth", run) for run in depth_runs()]
+            + [("transfer", run) for run in transfer_trained_runs()])
 
 
 # ---- Depth ---------------------------------------------------------------------------------------------------
@@ -166,6 +195,109 @@ def depth_run_lr(wildcards):
         if r["model"] == wildcards.model and lr_label(r["lr"]) == wildcards.lr:
             return r["lr"]
     raise ValueError(f"no depth run {wildcards.model} at lr {wildcards.lr} in config depth.runs")
+
+
+# ---- Transfer -----------------------------------------------------------------------------------------------
+TRANSFER_RUNS = "results/transfer/runs/{mode}-{backbone}-lr{lr}"
+TRANSFER_PRETRAIN = "results/transfer/pretrain/{backbone}"
+
+
+def check_transfer():
+    """Cross-references the schema cannot express: backbone names, datasets and image sizes."""
+    if "transfer" not in config:
+        return
+    t = config["transfer"]
+    named = {"transfer.backbone": [t["backbone"]],
+             "transfer.backbone_comparison.backbones": t["backbone_comparison"]["backbones"]}
+    for key, names in named.items():
+        unknown = [n for n in names if n not in t["backbones"]]
+        if unknown:
+            raise ValueError(f"config {key}: unknown backbone(s) {', '.join(map(repr, unknown))}; "
+                             f"declared under transfer.backbones: {', '.join(t['backbones'])}")
+    datasets = {"transfer.dataset": t["dataset"]}
+    if any(b["weights"] == "pretrain" for b in t["backbones"].values()):
+        if "dataset" not in t.get("pretrain", {}) or "train" not in t["pretrain"]:
+            raise ValueError("config transfer.pretrain: backbones with `weights: pretrain` need "
+                             "transfer.pretrain.dataset and transfer.pretrain.train")
+        datasets["transfer.pretrain.dataset"] = t["pretrain"]["dataset"]
+    for key, name in datasets.items():
+        if name not in config["data"] or name in ("cifar10", "cifar100"):
+            raise ValueError(f"config {key}: {name!r} is not an ImageFolder dataset under data "
+                             f"(have: {', '.join(n for n in config['data'] if n not in ('cifar10', 'cifar100'))})")
+    for name, b in t["backbones"].items():
+        size = b.get("image_size") or t["image_size"]
+        if b["arch"] == "inception_v3" and size < 75:
+            raise ValueError(f"config transfer.backbones.{name}: inception_v3 needs image_size >= 75, got {size}")
+
+
+check_transfer()
+
+
+def transfer_backbone_images(backbone):
+    t = config["transfer"]
+    return t["backbones"][backbone].get("image_size") or t["image_size"]
+
+
+def transfer_weights(backbone):
+    """The weights a backbone starts from: pretrained in the DAG, or the verified ImageNet file."""
+    if config["transfer"]["backbones"][backbone]["weights"] == "pretrain":
+        return f"resources/weights/pretrained/{backbone}.pt"
+    return f"resources/weights/imagenet/{backbone}.pth"
+
+
+def transfer_weights_of(wildcards):
+    return transfer_weights(wildcards.backbone)
+
+
+def transfer_download_of(wildcards):
+    return download_path(config["transfer"]["backbones"][wildcards.backbone]["weights"])
+
+
+def transfer_run_lr(wildcards):
+    """The configured learning rate of a run (the exact float, not the label)."""
+    t = config["transfer"]
+    lrs = t["finetune"]["lrs"] if wildcards.mode == "finetune" else (
+        t["feature_extractor"]["lrs"] + t["backbone_comparison"]["lrs"])
+    for lr in lrs:
+        if lr_label(lr) == wildcards.lr:
+            return lr
+    raise ValueError(f"no {wildcards.mode} run at lr {wildcards.lr} in config transfer")
+
+
+def transfer_runs(mode, backbones=None, lrs=None):
+    t = config["transfer"]
+    backbones = backbones or [t["backbone"]]
+    lrs = lrs or (t["finetune"]["lrs"] if mode == "finetune" else t["feature_extractor"]["lrs"])
+    runs = [TRANSFER_RUNS.format(mode=mode, backbone=b, lr=lr_label(lr)) for b in backbones for lr in lrs]
+    return list(dict.fromkeys(runs))
+
+
+def transfer_comparison_runs():
+    c = config["transfer"]["backbone_comparison"]
+    return transfer_runs("feature", c["backbones"], c["lrs"]) if c["backbones"] and c["lrs"] else []
+
+
+def transfer_pretrained():
+    t = config.get("transfer", {})
+    return [b for b, entry in t.get("backbones", {}).items() if entry["weights"] == "pretrain"]
+
+
+def transfer_trained_runs():
+    """Runs that train a whole network with the engine (their percent of peak joins the FLOPs study's table)."""
+    if "transfer" not in config:
+        return []
+    return transfer_runs("finetune") + [TRANSFER_PRETRAIN.format(backbone=b) for b in transfer_pretrained()]
+
+
+def transfer_outputs():
+    if "transfer" not in config:
+        return []
+    return [
+        "results/transfer/dataset/classes.csv",
+        "results/transfer/summary.csv",
+        "results/transfer/backbones.csv",
+        "results/transfer/device_timing.csv",
+    ]
 
 
 # ---- Report --------------------------------------------------------------------------------------------------
@@ -254,10 +386,40 @@ def report_depth():
     }
 
 
+def report_transfer():
+    t = config["transfer"]
+    finetune = f"{transfer_runs('finetune')[0]}/provenance.json"
+    values = {  # keyword arguments of dlperf.report.values.transfer_values
+        "classes": "results/transfer/dataset/classes.csv",
+        "summary": "results/transfer/summary.csv",
+        "backbones": "results/transfer/backbones.csv",
+        "timing": "results/transfer/device_timing.csv",
+        "dataset": f"resources/data/{t['dataset']}",
+        "finetune": finetune,
+    }
+    if t["backbone"] in transfer_pretrained():
+        values["pretrain"] = f"{TRANSFER_PRETRAIN.format(backbone=t['backbone'])}/provenance.json"
+    return {
+        "values": values,
+        "params": {},
+        "includes": [
+            "results/transfer/dataset/class_distribution.pdf",
+            "results/transfer/dataset/samples.pdf",
+            "results/transfer/tables/summary.tex",
+            "results/transfer/figures/curves_finetune.pdf",
+            "results/transfer/figures/curves_feature.pdf",
+            "results/transfer/tables/backbones.tex",
+            "results/transfer/tables/device_timing.tex",
+        ],
+        "provenance": [finetune, "results/transfer/device_timing.provenance.json", f"resources/data/{t['dataset']}"],
+    }
+
+
 # Section order of the report: a study's key in the config -> what its section reads and includes.
 REPORT_STUDIES = {
-    "optimus": report_optimus,
+    "transfer": report_transfer,
     "flops": report_flops,
+    "optimus": report_optimus,
     "depth": report_depth,
 }
 

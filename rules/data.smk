@@ -35,16 +35,20 @@ rule prepare_cifar:
         "../scripts/data_prepare_cifar.py"
 
 
-rule synthesize_decathlon:
+rule prepare_imagefolder:
+    input:
+        unpack(imagefolder_inputs),
     output:
-        directory("resources/data/decathlon"),
+        directory("resources/data/{dataset}"),
     params:
-        entry=config["data"].get("decathlon", {}).get("synthetic", {}),
+        entry=lambda wc: dataset_config(wc.dataset),
     log:
-        "logs/data/synthesize_decathlon.log",
+        "logs/data/prepare_{dataset}.log",
     benchmark:
-        "benchmarks/data/synthesize_decathlon.tsv"
+        "benchmarks/data/prepare_{dataset}.tsv"
+    wildcard_constraints:
+        dataset="|".join(imagefolder_datasets()) or "no-imagefolder-dataset",
     conda:
         CONDA_ENV
     script:
-        "../scripts/data_synthesize_imagefolder.py"
+        "../scripts/data_prepare_imagefolder.py"

@@ -7,4 +7,4 @@ from dlperf.workflow import script_logging
 with script_logging(snakemake.log[0]):
     entry = snakemake.params.entry
     fetch(entry["url"], Path(snakemake.output[0]), sha256=entry.get("sha256"), md5=entry.get("md5"),
-          mirror=entry.get("mirror"))
+          sha256_prefix=entry.get("sha256_prefix"), mirror=entry.get("mirror"))

@@ -232,6 +232,49 @@ def write_depth(root: Path, cfg: dict) -> None:
         write_figure(out / "figures" / f"{name}.pdf")
 
 
+def write_transfer(root: Path, cfg: dict) -> None:
+    """What the transfer rules write: dataset description, both sweeps, the backbone comparison and a CPU-only
+    timing (so the section takes its no-GPU branch); fine-tuning at lr 0.01 wins with 80 % validation accuracy."""
+    t, out = cfg["transfer"], root / "results" / "transfer"
+    data = cfg["data"][t["dataset"]]
+    write_json(root / "resources/data" / t["dataset"] / "provenance.json",
+               provenance({"data": {t["dataset"]: data}}, classes=5))
+    classes = write_csv(out / "dataset/classes.csv", pd.DataFrame(
+        [{"class": f"class_{500 + c}", "n_train": 40, "n_val": 10, "n_test": 10} for c in range(5)]))
+    assert len(classes) == 5
+    for name in ("class_distribution", "samples"):
+        write_figure(out / "dataset" / f"{name}.pdf")
+    backbone = t["backbones"][t["backbone"]]
+    finetune_run = f"finetune-{t['backbone']}-lr{lr_label(t['finetune']['lrs'][0])}"
+    write_json(out / "runs" / finetune_run / "provenance.json", provenance(
+        {"transfer": {"mode": "finetune", "backbone": backbone, "lr": t["finetune"]["lrs"][0],
+                      "image_size": t["image_size"], "dataset": t["dataset"], "weights": backbone["weights"]},
+         "train": t["finetune"]["train"]}, run=finetune_run))
+    write_json(out / "pretrain" / t["backbone"] / "provenance.json", provenance(
+        {"transfer": {"backbone": backbone, "pretrain": t["pretrain"], "image_size": t["image_size"]}},
+        source_classes=10, metrics={"best_val_acc": 0.62}))
+    rows = [{"mode": "finetune", "lr": lr, "best_val_acc": 0.8 if lr == 0.01 else 0.5, "final_test_acc": 0.7,
+             "epochs": 6, "train_seconds": 30.0, "device": "Fixture CPU"} for lr in t["finetune"]["lrs"]]
+    rows += [{"mode": "feature_extractor", "lr": lr, "best_val_acc": 0.6, "final_test_acc": 0.55, "epochs": 30,
+              "train_seconds": 0.3, "device": "Fixture CPU"} for lr in t["feature_extractor"]["lrs"]]
+    summary = write_csv(out / "summary.csv", pd.DataFrame(rows))
+    write_table(summary, out / "tables" / "summary.tex")
+    comparison = t["backbone_comparison"]
+    backbones = write_csv(out / "backbones.csv", pd.DataFrame(
+        [{"backbone": b, "lr": lr, "val_acc": 0.5, "cache_seconds": 1.0, "train_seconds": 0.2, "device": "Fixture CPU"}
+         for b in comparison["backbones"] for lr in comparison["lrs"]]))
+    write_table(backbones, out / "tables" / "backbones.tex")
+    timing = write_csv(out / "device_timing.csv", pd.DataFrame(
+        [{"device": "cpu", "device_name": "Fixture CPU", "mode": mode, "epoch_seconds": s, "images_per_s": 200 / s,
+          "one_time_seconds": once, "speedup_vs_uncached": 2.0 / s}
+         for mode, s, once in (("finetune", 4.0, 0.0), ("feature_extractor_cached", 0.01, 1.5),
+                               ("feature_extractor_uncached", 2.0, 0.0))]))
+    write_table(timing, out / "tables" / "device_timing.tex")
+    write_json(out / "device_timing.provenance.json", provenance({"transfer": {"timing": t["timing"]}}))
+    for name in ("curves_finetune", "curves_feature"):
+        write_figure(out / "figures" / f"{name}.pdf")
+
+
 def snakemake(repo: Path, *args, timeout=240) -> str:
     out = subprocess.run([*SNAKEMAKE, *args], cwd=repo, capture_output=True, text=True, timeout=timeout)
     assert out.returncode == 0, (out.stdout + out.stderr)[-5000:]
@@ -247,6 +290,7 @@ def built(tmp_path_factory):
     write_optimus(repo, cfg, cfg["data"]["cifar10"])
     write_flops(repo, cfg)
     write_depth(repo, cfg)
+    write_transfer(repo, cfg)
     # Only the report's rules may run: the fixture stands in for everything upstream.
     snakemake(repo, "--cores", "1", "--allowed-rules", "report_values", "report_pdf", "--", REPORT)
     return repo
@@ -264,7 +308,8 @@ def test_the_report_compiles_without_undefined_references_or_missing_files(built
 def test_the_sections_are_those_of_the_studies_in_the_config(built):
     sections = (built / "results/report/sections.tex").read_text()
     assert [line for line in sections.splitlines() if line.startswith("\\input")] == [
-        r"\input{report/sections/optimus}", r"\input{report/sections/flops}", r"\input{report/sections/depth}"]
+        r"\input{report/sections/transfer}", r"\input{report/sections/flops}", r"\input{report/sections/optimus}",
+        r"\input{report/sections/depth}"]
 
 
 @needs_latex
@@ -290,6 +335,8 @@ def test_the_numbers_in_the_text_are_those_of_the_results(built):
     assert r"\newcommand{\GitCommit}{0123456789ab}" in values
     assert r"\newcommand{\DepthGradLogRatioVggThirtyEightLrOneEThree}{-14.0}" in values
     assert r"\newcommand{\DepthCourseworkParamsVggThirtyEightBn}{338\,500}" in values
+    assert r"\newcommand{\TransferFinetuneBestLr}{0.01}" in values
+    assert r"\newcommand{\TransferCpuCacheSpeedup}{200}" in values
     if shutil.which("pdftotext"):
         text = " ".join(subprocess.run(["pdftotext", str(built / REPORT), "-"], capture_output=True, text=True,
                                        check=True).stdout.split())

@@ -58,3 +58,10 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def atomic_copy(source: str | os.PathLike, dest: str | os.PathLike) -> Path:
+    """Copy ``source`` to ``dest`` so that ``dest`` is either absent or complete."""
+    with open(source, "rb") as src, atomic_write(dest, "wb") as dst:
+        shutil.copyfileobj(src, dst)
+    return Path(dest)

@@ -82,6 +82,7 @@ def fetch(
     *,
     sha256: str | None = None,
     md5: str | None = None,
+    sha256_prefix: str | None = None,
     mirror: str | None = None,
     retries: int = 3,
     timeout: float = 60,
@@ -93,15 +94,17 @@ def fetch(
     Idempotent: a ``dest`` that already matches the checksum is returned without a request, so a rerun
     costs nothing; one that does not match is deleted and fetched again. Bytes go to ``<dest>.part``;
     a dropped connection or short body is resumed from where the ``.part`` ends, up to ``retries``
-    times. ``md5`` exists because CIFAR and VOC publish only md5; prefer ``sha256``.
+    times. ``md5`` exists because CIFAR and VOC publish only md5; prefer ``sha256``. ``sha256_prefix`` is for
+    files that publish only the start of their SHA-256, as torchvision's weight files do in their names
+    (``resnet50-0676ba61.pth``); it is the check torchvision itself applies to them.
 
     On failure nothing is at ``dest``. The ``.part`` survives only an interrupted transfer, so that a
     rerun resumes it; a checksum mismatch deletes it, since resuming garbage would only repeat it.
     """
-    algo, expected = _expected_checksum(sha256, md5, allow_unverified)
+    algo, expected = _expected_checksum(sha256, md5, allow_unverified, sha256_prefix)
     dest = Path(dest)
     if dest.exists():
-        if expected is None or file_checksum(dest, algo) == expected:
+        if expected is None or file_checksum(dest, algo).startswith(expected):
             return dest
         dest.unlink()
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -110,7 +113,7 @@ def fetch(
     _download_with_retries(source, part, retries=retries, timeout=timeout, progress=progress)
     if expected is not None:
         actual = file_checksum(part, algo)
-        if actual != expected:
+        if not actual.startswith(expected):
             part.unlink()
             raise DownloadError(f"{source}: {algo} mismatch: expected {expected}, got {actual}")
     os.replace(part, dest)
@@ -155,16 +158,22 @@ def fetch_and_extract(
 
 
 def _expected_checksum(
-    sha256: str | None, md5: str | None, allow_unverified: bool
+    sha256: str | None, md5: str | None, allow_unverified: bool, sha256_prefix: str | None = None
 ) -> tuple[str | None, str | None]:
-    """The (algorithm, lowercase hex digest) to verify against; refuse ambiguous or missing ones."""
-    if sha256 and md5:
+    """The (algorithm, lowercase hex digest or its prefix) to verify against; refuse ambiguous or missing ones."""
+    if sum(bool(c) for c in (sha256, md5, sha256_prefix)) > 1:
         raise ValueError(
-            "give one of sha256 or md5, not both: a second checksum adds no safety, "
+            "give one of sha256, sha256_prefix or md5, not several: a second checksum adds no safety, "
             "only a second value to keep in sync"
         )
     if sha256:
+        if len(sha256.strip()) != 64:
+            raise ValueError(f"sha256 must be 64 hex digits, got {sha256!r}; use sha256_prefix for a prefix")
         return "sha256", sha256.strip().lower()
+    if sha256_prefix:
+        if len(sha256_prefix.strip()) < 8:
+            raise ValueError(f"sha256_prefix must have at least 8 hex digits, got {sha256_prefix!r}")
+        return "sha256", sha256_prefix.strip().lower()
     if md5:
         return "md5", md5.strip().lower()
     if not allow_unverified:

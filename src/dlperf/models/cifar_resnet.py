@@ -75,13 +75,21 @@ class CifarResNet(nn.Module):
 
 
 class ImageNetStyleResNet(nn.Module):
-    """torchvision's ResNet topology (same block classes and module names) with a 3x3 stride-1 stem, no max-pool,
-    and a configurable base width (64 is the published one; a narrower net keeps the CPU default fast)."""
+    """torchvision's ResNet topology (same block classes and module names, so torchvision's weights load strictly)
+    with a configurable base width (64 is the published one; a narrower net keeps the CPU default fast).
 
-    def __init__(self, block, layers: list[int], num_classes: int = 10, width: int = 64):
+    ``stem="cifar"``: a 3x3 stride-1 stem and no max-pool, for 32-px inputs; ``stem="imagenet"``: torchvision's
+    7x7 stride-2 convolution and 3x3 stride-2 max-pool.
+    """
+
+    def __init__(self, block, layers: list[int], num_classes: int = 10, width: int = 64, stem: str = "cifar"):
         super().__init__()
+        if stem not in ("cifar", "imagenet"):
+            raise ValueError(f"unknown stem {stem!r}: expected cifar or imagenet")
         self.inplanes = width
-        self.conv1 = nn.Conv2d(3, width, 3, stride=1, padding=1, bias=False)
+        self.conv1 = (nn.Conv2d(3, width, 3, stride=1, padding=1, bias=False) if stem == "cifar"
+                      else nn.Conv2d(3, width, 7, stride=2, padding=3, bias=False))
+        self.maxpool = nn.Identity() if stem == "cifar" else nn.MaxPool2d(3, stride=2, padding=1)
         self.bn1 = nn.BatchNorm2d(width)
         self.layer1 = self._make_layer(block, width, layers[0], 1)
         self.layer2 = self._make_layer(block, 2 * width, layers[1], 2)
@@ -103,7 +111,7 @@ class ImageNetStyleResNet(nn.Module):
         return nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.relu(self.bn1(self.conv1(x)))
+        x = self.maxpool(F.relu(self.bn1(self.conv1(x))))
         x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
         return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
 

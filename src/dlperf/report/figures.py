@@ -56,3 +56,32 @@ def grad_flow(frames: dict[str, pd.DataFrame], epochs):
         ax.set_visible(False)
     axes.flat[0].legend()
     return fig
+
+
+def class_distribution(classes: pd.DataFrame):
+    """Images per class and split (the columns n_<split> of a classes.csv), stacked bars."""
+    fig, ax = figure("double", aspect=0.28)
+    bottom = None
+    for i, column in enumerate(c for c in classes.columns if c.startswith("n_")):
+        values = classes[column].to_numpy()
+        ax.bar(range(len(classes)), values, bottom=bottom, color=f"C{i}", label=column.removeprefix("n_"))
+        bottom = values if bottom is None else bottom + values
+    step = max(1, len(classes) // 25)
+    ax.set_xticks(range(0, len(classes), step), classes["class"].iloc[::step], rotation=90, fontsize=6)
+    ax.set(xlabel="class", ylabel="images")
+    ax.legend()
+    return fig
+
+
+def sample_grid(samples: dict[str, list]):
+    """One row per class of its sample images (uint8 HWC arrays), the class name on the left."""
+    rows, cols = len(samples), max(len(images) for images in samples.values())
+    fig, axes = figure("single", aspect=rows / cols, nrows=rows, ncols=cols, squeeze=False)
+    for row, (name, images) in zip(axes, samples.items()):
+        for ax, image in zip(row, images):
+            ax.imshow(image)
+        for ax in row:
+            ax.set_xticks([])
+            ax.set_yticks([])
+        row[0].set_ylabel(name, fontsize=7)
+    return fig

@@ -19,7 +19,8 @@ from dlperf.report.latex import Latex, macro_name
 from dlperf.workflow import lr_label
 
 INFINITY = Latex(r"$\infty$")
-MODEL_LABELS = {"vgg16": "VGG-16", "vgg19": "VGG-19", "googlenet": "GoogLeNet", "resnet50": "ResNet-50"}
+MODEL_LABELS = {"vgg16": "VGG-16", "vgg19": "VGG-19", "googlenet": "GoogLeNet", "resnet50": "ResNet-50",
+                "mobilenet_v2": "MobileNetV2", "inception_v3": "Inception-v3"}
 
 
 # ---- formatting ---------------------------------------------------------------------------------------------
@@ -367,10 +368,94 @@ def depth_values(*, summary: pd.DataFrame, grad_flow: pd.DataFrame, runs: Mappin
     return {macro_name("depth", key): value for key, value in values.items()}
 
 
+# ---- Transfer -------------------------------------------------------------------------------------------------
+TRANSFER_MODES = {"finetune": "fine-tuning", "feature_extractor": "the feature extractor"}
+
+
+def transfer_values(*, classes: pd.DataFrame, summary: pd.DataFrame, backbones: pd.DataFrame,
+                    timing: pd.DataFrame, dataset: Mapping, finetune: Mapping, pretrain: Mapping | None = None
+                    ) -> dict[str, object]:
+    """Macros of the transfer section.
+
+    ``dataset`` is the target directory's provenance.json, ``finetune`` one fine-tuning run's and ``pretrain``
+    the in-DAG pretraining run's of the backbone (None for downloaded weights); ``classes``, ``summary``,
+    ``backbones`` and ``timing`` are the study's CSVs.
+    """
+    t = finetune["config"]["transfer"]
+    train = finetune["config"]["train"]
+    entry = t["backbone"]
+    data_entry = next(iter(dataset["config"]["data"].values()))
+    best = summary.loc[summary.best_val_acc.idxmax()]
+    values = {
+        "DatasetSource": data_entry["source"],
+        "DatasetFormat": data_entry.get("format", "flowers102") if data_entry["source"] == "download" else "synthetic",
+        "Classes": len(classes),
+        "TrainImages": count(classes.n_train.sum()),
+        "ValImages": count(classes.n_val.sum()),
+        "TestImages": count(classes.n_test.sum()),
+        "ImageSize": t["image_size"],
+        "Arch": model_label(entry["arch"]),
+        "Width": entry.get("width", 64),
+        "WeightsPretrained": yes_no(entry["weights"] == "pretrain"),
+        "Epochs": train["epochs"],
+        "BatchSize": train["batch_size"],
+        "Milestones": words(map(plain, train["schedule"]["milestones"])),
+        "Gamma": plain(train["schedule"]["gamma"]),
+        "Momentum": plain(train["optimizer"]["momentum"]),
+        "BestMode": TRANSFER_MODES[best["mode"]],
+        "BestLr": plain(best.lr),
+        "BestValAccuracy": percent(best.best_val_acc),
+        "BestTestAccuracy": percent(best.final_test_acc),
+    }
+    if pretrain is not None:
+        values |= {"SourceClasses": pretrain["source_classes"],
+                   "SourceEpochs": pretrain["config"]["transfer"]["pretrain"]["train"]["epochs"],
+                   "SourceValAccuracy": percent(pretrain["metrics"]["best_val_acc"])}
+    for mode, rows in summary.groupby("mode", sort=False):
+        top = rows.loc[rows.best_val_acc.idxmax()]
+        values |= {
+            macro_name(mode, "lrs"): words(map(plain, rows.lr)),
+            macro_name(mode, "BestLr"): plain(top.lr),
+            macro_name(mode, "BestValAccuracy"): percent(top.best_val_acc),
+            macro_name(mode, "BestTestAccuracy"): percent(top.final_test_acc),
+            macro_name(mode, "WorstValAccuracy"): percent(rows.best_val_acc.min()),
+        }
+    cpu = timing[timing.device == "cpu"].set_index("mode")
+    values |= {
+        "CpuName": cpu.device_name.iloc[0],
+        "CpuFinetuneEpochSeconds": significant(cpu.loc["finetune", "epoch_seconds"]),
+        "CpuCachedEpochSeconds": significant(cpu.loc["feature_extractor_cached", "epoch_seconds"]),
+        "CpuUncachedEpochSeconds": significant(cpu.loc["feature_extractor_uncached", "epoch_seconds"]),
+        "CpuCacheSeconds": significant(cpu.loc["feature_extractor_cached", "one_time_seconds"]),
+        "CpuCacheSpeedup": significant(cpu.loc["feature_extractor_cached", "speedup_vs_uncached"]),
+        "GpuTimed": yes_no("cuda" in set(timing.device)),
+    }
+    if "cuda" in set(timing.device):
+        gpu = timing[timing.device == "cuda"].set_index("mode")
+        values |= {
+            "GpuName": gpu.device_name.iloc[0],
+            "GpuFinetuneEpochSeconds": significant(gpu.loc["finetune", "epoch_seconds"]),
+            "GpuCacheSpeedup": significant(gpu.loc["feature_extractor_cached", "speedup_vs_uncached"]),
+            "GpuFinetuneSpeedup": significant(cpu.loc["finetune", "epoch_seconds"]
+                                              / gpu.loc["finetune", "epoch_seconds"]),
+        }
+    if len(backbones):
+        top = backbones.loc[backbones.val_acc.idxmax()]
+        values |= {
+            "ComparedBackbones": words(map(model_label, backbones.backbone.unique())),
+            "ComparisonLrs": words(map(plain, backbones.lr.unique())),
+            "BestBackbone": model_label(top.backbone),
+            "BestBackboneLr": plain(top.lr),
+            "BestBackboneValAccuracy": percent(top.val_acc),
+        }
+    return {macro_name("transfer", key): value for key, value in values.items()}
+
+
 # What each study's section quotes: the study's key in the config -> its function. A study's inputs and params
 # (rules/report.smk) are this function's keyword arguments.
 STUDIES: dict[str, Callable[..., dict[str, object]]] = {
     "optimus": optimus_values,
     "flops": flops_values,
     "depth": depth_values,
+    "transfer": transfer_values,
 }

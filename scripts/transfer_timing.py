@@ -1,0 +1,79 @@
+"""Seconds per epoch of fine-tuning, of the feature extractor on cached features and of the feature extractor
+through the frozen backbone, on the CPU and on a GPU where one is present (rule: transfer_timing)."""
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from dlperf.models.backbones import FeatureClassifier, FrozenFeatures
+from dlperf.provenance import Provenance, device_description
+from dlperf.report.tables import write_table
+from dlperf.train.engine import TrainConfig, seed_everything, train
+from dlperf.train.features import DeviceFeatures, extract_features
+from dlperf.transfer import backbone_from_file, epoch_seconds, head_features, new_head, target_images
+from dlperf.workflow import limit_threads, script_logging
+
+
+def timed_epochs(model, data, train_cfg, seed, name):
+    """Train for 1 + timed epochs (the first pays one-time costs) and return the median of the timed ones."""
+    cfg = TrainConfig.from_config({**train_cfg, "epochs": 1 + timing["epochs"], "select_best": None}, seed=seed)
+    with tempfile.TemporaryDirectory() as tmp:
+        train(model, data, {}, cfg, run_dir=Path(tmp) / "run", state_dir=Path(tmp) / "state", run_name=name)
+        return epoch_seconds(pd.read_csv(Path(tmp) / "run" / "epochs.csv"))
+
+
+with script_logging(snakemake.log[0]):
+    t = snakemake.params.cfg
+    timing = t["timing"]
+    limit_threads(snakemake.threads)
+    entry = t["backbones"][t["backbone"]]
+    size = entry.get("image_size") or t["image_size"]
+    finetune_cfg = t["finetune"]["train"]
+    head_cfg = {**t["feature_extractor"]["train"], "augment": {}, "channels_last": "off"}
+    rows, absent = [], []
+    for name in timing["devices"]:
+        if name == "cuda" and not torch.cuda.is_available():
+            absent.append(name)
+            print("cuda: no GPU on this machine, not timed")
+            continue
+        device = torch.device(name)
+        described = device_description(name)
+        device_name = described.get("gpu") or described.get("cpu")
+        index, data = target_images(snakemake.input.data, size, device, t["normalize"])
+        n = len(data["train"])
+
+        seed_everything(t["seed"])
+        model = backbone_from_file(entry, snakemake.input.weights, len(index.classes))
+        finetune = timed_epochs(model, data["train"], finetune_cfg, t["seed"], f"timing-finetune-{name}")
+
+        frozen = FrozenFeatures(backbone_from_file(entry, snakemake.input.weights, len(index.classes)),
+                                entry["arch"]).to(device)
+        head = new_head(head_features(model, entry["arch"]), len(index.classes), t["seed"])
+        uncached = timed_epochs(FeatureClassifier(frozen, head), data["train"], head_cfg, t["seed"],
+                                f"timing-uncached-{name}")
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        start = time.perf_counter()
+        features = extract_features(frozen, data["train"], batch_size=100)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        cache_seconds = time.perf_counter() - start
+        cached = timed_epochs(new_head(features.shape[1], len(index.classes), t["seed"]),
+                              DeviceFeatures(features, data["train"].labels, device), head_cfg, t["seed"],
+                              f"timing-cached-{name}")
+        for mode, seconds, once in (("finetune", finetune, 0.0), ("feature_extractor_cached", cached, cache_seconds),
+                                    ("feature_extractor_uncached", uncached, 0.0)):
+            rows.append({"device": name, "device_name": device_name, "mode": mode, "epoch_seconds": seconds,
+                         "images_per_s": n / seconds, "one_time_seconds": once,
+                         "speedup_vs_uncached": uncached / seconds})
+    df = pd.DataFrame(rows)
+    df.to_csv(snakemake.output.csv, index=False)
+    write_table(df, snakemake.output.table,
+                formats={"epoch_seconds": ".4f", "images_per_s": ".0f", "one_time_seconds": ".3f",
+                         "speedup_vs_uncached": ".1f"})
+    Provenance({"transfer": {"backbone": entry, "image_size": size, "timing": timing, "finetune": finetune_cfg,
+                             "feature_extractor": head_cfg}}).write(
+        snakemake.output.provenance, images_per_epoch=n, devices_absent=absent)
+    print(df.to_string(index=False))
