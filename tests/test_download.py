@@ -239,9 +239,21 @@ def test_fetch_without_checksum_is_refused_before_any_request(server, dest):
 
 
 def test_fetch_with_both_checksums_is_refused(server, archive, dest):
-    with pytest.raises(ValueError, match="one of sha256 or md5"):
+    with pytest.raises(ValueError, match="one of sha256, sha256_prefix or md5"):
         fetch(f"{server.url}/good.tar.gz", dest, sha256=digest(archive), md5=digest(archive, "md5"))
     assert server.requests == []
+
+
+def test_a_sha256_prefix_verifies_files_that_publish_only_the_start_of_their_digest(server, archive, dest):
+    """torchvision's weight files carry the first 8 hex digits of their SHA-256 in their names."""
+    fetch(f"{server.url}/good.tar.gz", dest, sha256_prefix=digest(archive)[:8], timeout=TIMEOUT)
+    assert dest.read_bytes() == archive.read_bytes()
+    dest.unlink()
+    with pytest.raises(DownloadError, match="sha256 mismatch"):
+        fetch(f"{server.url}/good.tar.gz", dest, sha256_prefix="0" * 8, timeout=TIMEOUT, retries=0)
+    assert not dest.exists()
+    with pytest.raises(ValueError, match="at least 8"):
+        fetch(f"{server.url}/good.tar.gz", dest, sha256_prefix="abc")
 
 
 def test_unverified_fetch_is_allowed_when_asked_for(server, archive, dest):

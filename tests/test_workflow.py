@@ -105,11 +105,12 @@ def test_the_embedded_default_runs_end_to_end_and_a_rerun_does_nothing(tmp_path)
     assert {"forward_ms", "layer_sum_ms"} <= set(pd.read_csv(flops / "layer_timing.csv").columns)
     ppp = pd.read_csv(flops / "training_ppp.csv")
     assert list(ppp.columns) == ["study", "run", "device", "gflop_per_step", "achieved_tflops", "peak_tflops", "ppp"]
-    assert ppp.study.value_counts().to_dict() == {"depth": 7, "optimus": 4}   # every training run of the workflow
+    assert ppp.study.value_counts().to_dict() == {"depth": 7, "optimus": 4, "transfer": 5}   # every training run
     assert (ppp.ppp > 0).all()
     assert "ppp" in pd.read_csv(run / "epochs.csv").columns
 
     check_depth_results(results / "depth")
+    check_transfer_results(work, results / "transfer")
     assert (results / "report" / "report.pdf").stat().st_size > 10_000
     rc, text = snakemake("--report", "results/report/report.html", cwd=work)
     assert rc == 0 and "Report created" in text, text[-2000:]
@@ -131,3 +132,27 @@ def check_depth_results(depth):
     flow = pd.read_csv(depth / "grad_flow.csv")
     first_and_last = flow[flow.run == "vgg38-lr1e-3-s0"].groupby("layer", sort=False).mean_abs_grad.mean()
     assert first_and_last.iloc[0] < 1e-6 * first_and_last.iloc[-1]
+
+
+def check_transfer_results(work, transfer):
+    """The contract files of the transfer study, the description against the files on disk, learning above chance."""
+    classes = pd.read_csv(transfer / "dataset" / "classes.csv")
+    assert list(classes.columns) == ["class", "n_train", "n_val", "n_test"]
+    for row in classes.itertuples():
+        for split in ("train", "val", "test"):
+            on_disk = len(list((work / "resources/data/decathlon" / split / row[1]).glob("*.png")))
+            assert getattr(row, f"n_{split}") == on_disk
+    summary = pd.read_csv(transfer / "summary.csv")
+    assert list(summary.columns) == ["mode", "lr", "best_val_acc", "final_test_acc", "epochs", "train_seconds",
+                                     "device"]
+    assert summary["mode"].value_counts().to_dict() == {"finetune": 3, "feature_extractor": 4}
+    assert summary.best_val_acc.max() > 2 / len(classes), "the best transfer run must end well above chance"
+    backbones = pd.read_csv(transfer / "backbones.csv")
+    assert list(backbones.columns) == ["backbone", "lr", "val_acc", "cache_seconds", "train_seconds", "device"]
+    assert set(backbones.backbone) == {"resnet50", "mobilenet_v2"} and set(backbones.lr) == {0.1, 0.005, 1.0}
+    timing = pd.read_csv(transfer / "device_timing.csv").set_index(["device", "mode"])
+    cpu = timing.loc["cpu"]
+    assert set(cpu.index) == {"finetune", "feature_extractor_cached", "feature_extractor_uncached"}
+    assert cpu.loc["feature_extractor_cached", "epoch_seconds"] < cpu.loc["feature_extractor_uncached", "epoch_seconds"]
+    for name in ("class_distribution", "samples"):
+        assert (transfer / "dataset" / f"{name}.pdf").stat().st_size > 1000
