@@ -32,9 +32,10 @@ rule report_values:
 
 rule report_pdf:
     input:
-        main="report/report.tex",
-        preamble="report/preamble.tex",
-        sections=report_section_files(),
+        # LaTeX sources of the repository: local() keeps them out of a remote storage provider (cloud profiles).
+        main=local("report/report.tex"),
+        preamble=local("report/preamble.tex"),
+        sections=[local(f) for f in report_section_files()],
         values="results/report/values.tex",
         section_list="results/report/sections.tex",
         includes=report_includes(),

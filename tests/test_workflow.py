@@ -34,6 +34,14 @@ def test_the_full_config_builds_its_whole_dag_without_any_data():
     assert "device=cpu" not in text
 
 
+def test_the_full_config_dry_runs_through_the_kubernetes_profile_without_a_cluster():
+    """The cloud profile: pods, a shared volume as fs storage, GPU node pools per device label."""
+    rc, text = snakemake("-n", "--profile", "profiles/kubernetes", "--configfile", "config/full.yaml")
+    assert rc == 0, text[-3000:]
+    assert "/mnt/dlperf/results/report/report.pdf (in storage)" in text
+    assert "machine_type=gpu-v100" in text
+
+
 def test_the_dag_builds_with_several_device_labels_and_depths(tmp_path):
     import yaml
     cfg = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
