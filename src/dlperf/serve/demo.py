@@ -35,16 +35,18 @@ def request_detections(client: OrtServerClient, model: str, image: np.ndarray, s
 
 def first_image_of_each_class(labels: Sequence[np.ndarray], class_names: Sequence[str],
                               wanted: Sequence[str]) -> dict[str, int]:
-    """``{class name: index of the first image with a box of that class}`` for each ``wanted`` class;
-    ``labels[i]`` are image i's box labels, indexes into ``class_names``. A class on no image raises: the
-    demo must show every class it was asked for."""
-    found = {}
+    """``{class name: index of an image showing that class}`` for each ``wanted`` class; ``labels[i]`` are image
+    i's box labels, indexes into ``class_names``. Each class gets the first image that shows it alone and no
+    other class took, else the first image that shows it at all. A class on no image raises: the demo must
+    show every class it was asked for."""
+    found: dict[str, int] = {}
     for name in wanted:
         label = list(class_names).index(name)
-        index = next((i for i, image_labels in enumerate(labels) if label in image_labels), None)
-        if index is None:
+        showing = [i for i, image_labels in enumerate(labels) if label in image_labels]
+        if not showing:
             raise ValueError(f"no image has a box of class {name!r}")
-        found[name] = index
+        alone = [i for i in showing if set(labels[i]) == {label} and i not in found.values()]
+        found[name] = (alone or showing)[0]
     return found
 
 
@@ -66,9 +68,10 @@ def draw_detections(image: np.ndarray, prediction: Prediction, class_names: Sequ
         colour = COLOURS[label % len(COLOURS)]
         draw.rectangle(box, outline=colour, width=2 * scale)
         text = f"{class_names[label]} {prob:.2f}"
-        left, top, right, bottom = draw.textbbox((box[0], box[1]), text)
+        corner = (max(0.0, box[0]), max(0.0, box[1]))  # boxes may reach past the image; their labels may not
+        left, top, right, bottom = draw.textbbox(corner, text)
         draw.rectangle((left, top, right + 2, bottom + 1), fill=colour)
-        draw.text((box[0] + 1, box[1]), text, fill="white")
+        draw.text((corner[0] + 1, corner[1]), text, fill="white")
     return picture
 
 
