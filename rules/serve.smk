@@ -62,7 +62,6 @@ rule serve_model_repository:
         config=SERVE_MODEL_FILES[1],
         provenance="results/ssd/model_repository.provenance.json",
     params:
-        root=SERVE_REPOSITORY,
         name=SERVE_MODEL,
         batching=config["serve"]["batching"],
     log:
@@ -90,7 +89,6 @@ rule serve_demo:
         detections="results/ssd/serving/detections.json",
         provenance="results/ssd/serving/provenance.json",
     params:
-        repository=SERVE_REPOSITORY,
         name=SERVE_MODEL,
         model=ssd_model_of,
         demo=config["serve"]["demo"],
@@ -121,7 +119,6 @@ rule serve_bench:
         markdown="results/ssd/serving/tables/bench.md",
         provenance="results/ssd/serving/bench.provenance.json",
     params:
-        repository=SERVE_REPOSITORY,
         name=SERVE_MODEL,
         model=ssd_model_of,
         bench=config["serve"]["bench"],

@@ -1,6 +1,7 @@
 """Serving benchmark (rule: serve_bench): throughput and p50/p99 latency of python -m dlperf.serve at each number of
 concurrent clients, with dynamic batching and without, and ORT against PyTorch eager at batch 1, in-process."""
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -17,6 +18,7 @@ COLUMNS = ["benchmark", "runtime", "batching", "clients", "batch_size", "request
 
 with script_logging(snakemake.log[0]), open(snakemake.log[0], "a", buffering=1) as server_log:
     p, out, threads = snakemake.params, snakemake.output, snakemake.threads
+    repository = Path(snakemake.input.model_files[0]).parents[2]  # <root>/<name>/1/model.onnx
     bench = p.bench
     limit_threads(threads)
     provenance = Provenance({"serve": {"bench": bench, "batching": p.batching}, "ssd": {"model": p.model}},
@@ -25,7 +27,7 @@ with script_logging(snakemake.log[0]), open(snakemake.log[0], "a", buffering=1) 
     image = np.random.default_rng(0).standard_normal((1, 3, size, size)).astype(np.float32)
     rows = []
     for batching, flags in (("off", ["--no-batching"]), ("dynamic", [])):
-        with server_process(p.repository, "--intra-op-threads", str(threads), *flags, log=server_log) as url:
+        with server_process(repository, "--intra-op-threads", str(threads), *flags, log=server_log) as url:
             for clients in bench["clients"]:
                 result = load_test(url, p.name, image, clients, bench["requests_per_client"])
                 rows.append({"benchmark": "server", "runtime": "onnxruntime", "batching": batching, "clients": clients,

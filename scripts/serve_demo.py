@@ -15,6 +15,7 @@ from dlperf.workflow import script_logging
 
 with script_logging(snakemake.log[0]), open(snakemake.log[0], "a", buffering=1) as server_log:
     p, out = snakemake.params, snakemake.output
+    repository = Path(snakemake.input.model_files[0]).parents[2]  # <root>/<name>/1/model.onnx
     demo = p.demo
     provenance = Provenance({"serve": {"demo": demo, "batching": p.batching}, "ssd": {"model": p.model}})
     class_names = read_label_file(snakemake.input.labels)
@@ -27,7 +28,7 @@ with script_logging(snakemake.log[0]), open(snakemake.log[0], "a", buffering=1) 
     chosen = first_image_of_each_class(labels, class_names, demo["classes"])
     fmt, extension = demo["format"], {"protobuf": "pb", "json": "json"}[demo["format"]]
     records = {}
-    with server_process(p.repository, "--intra-op-threads", str(snakemake.threads), log=server_log) as url, \
+    with server_process(repository, "--intra-op-threads", str(snakemake.threads), log=server_log) as url, \
             atomic_dir(out.responses) as responses:
         client = OrtServerClient(url)
         for name, image_path in zip(demo["classes"], out.images):

@@ -9,7 +9,8 @@ from dlperf.workflow import script_logging
 with script_logging(snakemake.log[0]):
     p = snakemake.params
     provenance = Provenance({"serve": {"batching": p.batching}})
-    root = write_model_repository(p.root, p.name, 1, snakemake.input.onnx, p.batching["max_batch_size"],
+    root = Path(snakemake.output.config).parents[1]  # <root>/<name>/config.pbtxt
+    write_model_repository(root, p.name, 1, snakemake.input.onnx, p.batching["max_batch_size"],
                                   round(1000 * p.batching["max_delay_ms"]))
     print(Path(snakemake.output.config).read_text())
     provenance.write(snakemake.output.provenance, repository=str(root), model=p.name, versions=[1])
