@@ -1,10 +1,11 @@
 """Models, repositories and live servers for the ``dlperf.serve`` tests.
 
-The models are tiny but shaped like what the workflow serves: ``tiny_ssd`` is a conv net exported the way
-the workflow exports MobileNetV1-SSD (legacy exporter, input ``input`` [N,3,H,W], softmaxed ``scores``
-[N,anchors,classes] and ``boxes`` [N,anchors,4], dynamic batch axis); ``ssd10_like`` has the signature of
+The models are tiny but shaped like what the workflow serves: ``tiny_ssd`` is a conv net with the signature
+of the workflow's exported MobileNetV1-SSD (input ``input`` [N,3,H,W], softmaxed ``scores``
+[N,anchors,classes] and ``boxes`` [N,anchors,4], dynamic batch axis), exported by the legacy exporter, which
+takes a fraction of a second where the dynamo exporter takes seconds; ``ssd10_like`` has the signature of
 the ONNX model zoo's ssd-10 that the onnx tutorial client was written for, so that client can run
-unchanged.
+unchanged. ``write_ssd_inputs`` stands in for the SSD study's outputs that the serving rules read.
 """
 from __future__ import annotations
 
