@@ -270,8 +270,8 @@ def report_includes():
 
 # ---- Serving -------------------------------------------------------------------------------------------------
 # rules/serve.smk exports the SSD study's fine-tuned detector; its inputs are the SSD study's outputs.
-SSD_FINETUNE = "results/ssd/finetune"
-OPENIMAGES_DATA = "resources/data/openimages"
+SERVE_FINETUNE = "results/ssd/finetune"
+SERVE_OPENIMAGES = "resources/data/openimages"
 SERVE_MODEL = "ssd"  # the model's name in the repository and in request URLs
 SERVE_REPOSITORY = "results/ssd/model_repository"
 SERVE_MODEL_FILES = [f"{SERVE_REPOSITORY}/{SERVE_MODEL}/1/model.onnx", f"{SERVE_REPOSITORY}/{SERVE_MODEL}/config.pbtxt"]
@@ -285,7 +285,7 @@ def ssd_model_config():
     except KeyError as error:
         raise KeyError(
             f"config ssd.model.width_mult and ssd.model.image_size are needed by the serving rules (rules/serve.smk) "
-            f"to rebuild the fine-tuned SSD of {SSD_FINETUNE}; missing: {error}"
+            f"to rebuild the fine-tuned SSD of {SERVE_FINETUNE}; missing: {error}"
         ) from None
 
 

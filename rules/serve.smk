@@ -6,9 +6,9 @@
 
 rule serve_export:
     input:
-        checkpoint=f"{SSD_FINETUNE}/checkpoint.pt",
-        labels=f"{SSD_FINETUNE}/labels.txt",
-        data=OPENIMAGES_DATA,
+        checkpoint=f"{SERVE_FINETUNE}/checkpoint.pt",
+        labels=f"{SERVE_FINETUNE}/labels.txt",
+        data=SERVE_OPENIMAGES,
     output:
         onnx="results/ssd/onnx/ssd.onnx",
         parity="results/ssd/onnx/parity.json",
@@ -80,8 +80,8 @@ rule serve_model_repository:
 rule serve_demo:
     input:
         model_files=SERVE_MODEL_FILES,
-        labels=f"{SSD_FINETUNE}/labels.txt",
-        data=OPENIMAGES_DATA,
+        labels=f"{SERVE_FINETUNE}/labels.txt",
+        data=SERVE_OPENIMAGES,
     output:
         images=[report(path, caption="../report/captions/serve_demo.rst", category="Serving")
                 for path in serve_demo_images()],
@@ -109,8 +109,8 @@ rule serve_demo:
 rule serve_bench:
     input:
         model_files=SERVE_MODEL_FILES,
-        checkpoint=f"{SSD_FINETUNE}/checkpoint.pt",
-        labels=f"{SSD_FINETUNE}/labels.txt",
+        checkpoint=f"{SERVE_FINETUNE}/checkpoint.pt",
+        labels=f"{SERVE_FINETUNE}/labels.txt",
     output:
         csv="results/ssd/serving/bench.csv",
         table=report(
