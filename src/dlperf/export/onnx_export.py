@@ -128,6 +128,7 @@ def onnx_op_types(model: onnx.ModelProto) -> dict[str, int]:
 def external_data_files(path: str | os.PathLike) -> list[str]:
     """Locations of external-data tensors the model at ``path`` refers to (empty for a self-contained file)."""
     model = onnx.load(str(path), load_external_data=False)
-    return sorted({entry.value for tensor in onnx.external_data_helper._get_all_tensors(model)
-                   for entry in tensor.external_data if entry.key == "location"})
+    tensors = [*model.graph.initializer,
+               *(a.t for node in model.graph.node for a in node.attribute if a.HasField("t"))]
+    return sorted({entry.value for tensor in tensors for entry in tensor.external_data if entry.key == "location"})
 
