@@ -371,11 +371,14 @@ def serving_values(*, bench: pd.DataFrame, parity: Mapping, export: Mapping, det
         "OrtSpeedup": fixed(ort_speedup, 1),
         "OrtGoalMet": yes_no(ort_speedup >= 2),
         "DemoClasses": words(classes),
+        # the demo figure: one panel per class, side by side, and what each shows
+        "DemoPanels": Latex(r"\hfill".join(
+            rf"\includegraphics[width={0.96 / len(classes):.2f}\linewidth]{{results/ssd/serving/annotated_{name}.png}}"
+            for name in classes)),
+        "DemoPanelCaptions": words(
+            f"{name} ({len(detections[name]['detections'])} detected, {detections[name]['ground_truth']} present)"
+            for name in classes),
     }
-    for name in classes:
-        record = detections[name]
-        values[macro_name("DemoDetections", name)] = len(record["detections"])
-        values[macro_name("DemoTruth", name)] = record["ground_truth"]
     return {macro_name("serve", key): value for key, value in values.items()}
 
 
