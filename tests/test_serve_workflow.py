@@ -131,3 +131,20 @@ def test_the_benchmark_has_every_client_count_with_and_without_batching_and_both
 def test_a_second_run_has_nothing_to_do(workflow):
     repo, _, targets = workflow
     assert "Nothing to be done" in snakemake(repo, "--cores", "1", "--allowed-rules", *RULES, "--", *targets)
+
+
+def test_the_report_quotes_the_results_the_rules_wrote(workflow):
+    from dlperf.report.values import serving_values
+
+    repo, cfg, _ = workflow
+    bench = pd.read_csv(repo / "results/ssd/serving/bench.csv")
+    values = serving_values(
+        bench=bench, parity=json.loads((repo / "results/ssd/onnx/parity.json").read_text()),
+        export=json.loads((repo / "results/ssd/onnx/provenance.json").read_text()),
+        detections=json.loads((repo / "results/ssd/serving/detections.json").read_text()),
+        classes=cfg["serve"]["demo"]["classes"], batching=cfg["serve"]["batching"])
+    eager, ort = bench[bench.benchmark == "direct"].set_index("runtime").p50_ms[["pytorch_eager", "onnxruntime"]]
+    assert values["ServeOrtSpeedup"] == f"{eager / ort:.1f}"
+    assert values["ServeClientsMax"] == max(cfg["serve"]["bench"]["clients"])
+    assert values["ServeOrtGoalMet"] == ("yes" if eager / ort >= 2 else "no")
+    assert all(name.startswith("Serve") and name.isalpha() for name in values)
