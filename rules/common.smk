@@ -169,6 +169,7 @@ def all_outputs():
         "results/depth/tables/summary.tex",
         "results/depth/figures/grad_flow.pdf",
         "results/depth/figures/curves.pdf",
+        *serve_outputs(),
         "results/report/report.pdf",
     ]
 
@@ -443,3 +444,64 @@ def report_provenance():
 
 def report_includes():
     return [path for spec in reported_studies().values() for path in spec["includes"]]
+
+
+# ---- Serving -------------------------------------------------------------------------------------------------
+# rules/serve.smk exports the SSD study's fine-tuned detector; its inputs are the SSD study's outputs.
+SERVE_FINETUNE = "results/ssd/finetune"
+SERVE_OPENIMAGES = "resources/data/openimages"
+SERVE_MODEL = "ssd"  # the model's name in the repository and in request URLs
+SERVE_REPOSITORY = "results/ssd/model_repository"
+SERVE_MODEL_FILES = [f"{SERVE_REPOSITORY}/{SERVE_MODEL}/1/model.onnx", f"{SERVE_REPOSITORY}/{SERVE_MODEL}/config.pbtxt"]
+
+
+def ssd_model_config():
+    """The fine-tuned SSD's architecture, from the SSD study's config: {width_mult, image_size}."""
+    try:
+        model = config["ssd"]["model"]
+        return {"width_mult": model["width_mult"], "image_size": model["image_size"]}
+    except KeyError as error:
+        raise KeyError(
+            f"config ssd.model.width_mult and ssd.model.image_size are needed by the serving rules (rules/serve.smk) "
+            f"to rebuild the fine-tuned SSD of {SERVE_FINETUNE}; missing: {error}"
+        ) from None
+
+
+def ssd_model_of(wildcards):
+    return ssd_model_config()
+
+
+def serve_demo_images():
+    return [f"results/ssd/serving/annotated_{name}.png" for name in config["serve"]["demo"]["classes"]]
+
+
+def serve_outputs():
+    return [
+        "results/ssd/onnx/parity.json",
+        "results/ssd/onnx/graph.svg",
+        "results/ssd/onnx/docstrings.md",
+        *SERVE_MODEL_FILES,
+        *serve_demo_images(),
+        "results/ssd/serving/tables/bench.tex",
+    ]
+
+
+def report_serve():
+    return {
+        "values": {  # keyword arguments of dlperf.report.values.serving_values
+            "bench": "results/ssd/serving/bench.csv",
+            "parity": "results/ssd/onnx/parity.json",
+            "export": "results/ssd/onnx/provenance.json",
+            "detections": "results/ssd/serving/detections.json",
+        },
+        "params": {
+            "classes": config["serve"]["demo"]["classes"],
+            "batching": config["serve"]["batching"],
+        },
+        "includes": ["results/ssd/serving/tables/bench.tex", *serve_demo_images()],
+        "provenance": ["results/ssd/onnx/provenance.json", "results/ssd/serving/provenance.json",
+                       "results/ssd/serving/bench.provenance.json"],
+    }
+
+
+REPORT_STUDIES["serve"] = report_serve

@@ -1,20 +1,16 @@
 """Models, repositories and live servers for the ``dlperf.serve`` tests.
 
-The models are tiny but shaped like what the workflow serves: ``tiny_ssd`` is a conv net exported the way
-the workflow exports MobileNetV1-SSD (legacy exporter, input ``input`` [N,3,H,W], softmaxed ``scores``
-[N,anchors,classes] and ``boxes`` [N,anchors,4], dynamic batch axis); ``ssd10_like`` has the signature of
+The models are tiny but shaped like what the workflow serves: ``tiny_ssd`` is a conv net with the signature
+of the workflow's exported MobileNetV1-SSD (input ``input`` [N,3,H,W], softmaxed ``scores``
+[N,anchors,classes] and ``boxes`` [N,anchors,4], dynamic batch axis), exported by the legacy exporter, which
+takes a fraction of a second where the dynamo exporter takes seconds; ``ssd10_like`` has the signature of
 the ONNX model zoo's ssd-10 that the onnx tutorial client was written for, so that client can run
-unchanged.
+unchanged. ``write_ssd_inputs`` stands in for the SSD study's outputs that the serving rules read.
 """
 from __future__ import annotations
 
 import contextlib
 import io
-import os
-import re
-import subprocess
-import sys
-import threading
 import warnings
 from pathlib import Path
 from typing import Iterator
@@ -27,9 +23,7 @@ from onnx import TensorProto, helper, numpy_helper
 from http_fixture import serving_in_thread
 
 from dlperf.serve import InferenceServer, ModelRepository, ServingOptions
-
-SRC = Path(__file__).resolve().parents[1] / "src"
-
+from dlperf.serve.process import server_process  # noqa: F401  (re-exported for the tests)
 
 class TinySSD(torch.nn.Module):
     """A feature conv, then per-cell class and box heads, flattened to anchors like SSD's heads."""
@@ -121,24 +115,22 @@ def running_server(root: Path, default_model: str | None = None, **options) -> I
         repository.close()
 
 
-@contextlib.contextmanager
-def server_process(root: Path, *args: str) -> Iterator[str]:
-    """``python -m dlperf.serve`` in a subprocess on an ephemeral port; yields its base URL."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(SRC), os.environ.get("PYTHONPATH")]))}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "dlperf.serve", "--model-repository", str(root), "--port", "0", *args],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
-    )
-    try:
-        lines = []
-        for line in process.stdout:
-            lines.append(line)
-            if found := re.match(r"Listening at: (http://\S+)", line):
-                break
-        else:
-            raise RuntimeError("the server exited before listening:\n" + "".join(lines))
-        threading.Thread(target=process.stdout.read, daemon=True).start()  # keep its pipe drained
-        yield found[1]
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
+def write_ssd_inputs(root: Path, width_mult: float, image_size: int, classes=("Handgun", "Shotgun"),
+                     n_test: int = 6, seed: int = 0) -> None:
+    """Stand-ins for the SSD study's outputs that the serving rules read: a randomly initialised
+    ``results/ssd/finetune/checkpoint.pt`` (plain state_dict), its ``labels.txt`` and a synthetic Open Images
+    root with its ``sub-test`` subset, all in their real formats."""
+    from dlperf.data.openimages import write_subset
+    from dlperf.data.synthetic_detection import synthesize_openimages
+    from dlperf.data.voc import BACKGROUND, write_label_file
+    from dlperf.models.mobilenet_ssd import mobilenet_v1_ssd
+
+    finetune = root / "results" / "ssd" / "finetune"
+    finetune.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    model = mobilenet_v1_ssd(len(classes) + 1, width_mult=width_mult, image_size=image_size)
+    torch.save(model.state_dict(), finetune / "checkpoint.pt")
+    write_label_file(finetune / "labels.txt", [BACKGROUND, *classes])
+    data = root / "resources" / "data" / "openimages"
+    synthesize_openimages(data, classes, n_train=1, n_validation=1, n_test=n_test, size=image_size, seed=seed)
+    write_subset(data, "test", classes)

@@ -10,6 +10,7 @@ import functools
 import http.client
 import json
 import threading
+import time
 import uuid
 from pathlib import Path
 from typing import Callable
@@ -516,6 +517,38 @@ def test_batcher_never_merges_requests_whose_shapes_differ():
     results = _submit_together(batcher, inputs)
     batcher.close()
     assert sorted(batch.shape for batch in model.batches) == [(3, 2), (3, 3)]
+    for x, result in zip(inputs, results):
+        np.testing.assert_array_equal(result["y"], x * 2)
+
+
+def test_a_busy_batcher_merges_the_requests_that_queued_meanwhile_though_their_delay_is_spent():
+    """With no delay at all, requests that arrive while a run is busy still form one batch after it."""
+    started, release, model = threading.Event(), threading.Event(), _Recorder()
+
+    def slow_model(feeds):
+        if not model.batches:
+            started.set()
+            release.wait(timeout=10)
+        return model(feeds)
+
+    batcher = DynamicBatcher(slow_model, max_batch_size=8, max_delay_s=0.0, name="test")
+    first = threading.Thread(target=batcher.submit, args=({"x": np.zeros((1, 2), np.float32)}, 1))
+    first.start()
+    assert started.wait(timeout=10)
+    inputs = [np.full((1, 2), i, dtype=np.float32) for i in range(1, 4)]
+    results: list = [None] * 3
+    threads = [threading.Thread(target=lambda i=i: results.__setitem__(i, batcher.submit({"x": inputs[i]}, 1)))
+               for i in range(3)]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + 10
+    while batcher._queue.qsize() < 3 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    release.set()
+    for thread in [first, *threads]:
+        thread.join()
+    batcher.close()
+    assert [len(batch) for batch in model.batches] == [1, 3]
     for x, result in zip(inputs, results):
         np.testing.assert_array_equal(result["y"], x * 2)
 

@@ -22,7 +22,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max-batch-size", type=int, default=8,
                         help="rows per merged batch, unless a model's config.pbtxt sets max_batch_size")
     parser.add_argument("--max-delay-ms", type=float, default=5.0,
-                        help="longest a request waits for others to batch with")
+                        help="longest a request waits for others to batch with, unless a model's config.pbtxt "
+                             "sets max_queue_delay_microseconds")
     parser.add_argument("--no-batching", action="store_true", help="run every request on its own")
     parser.add_argument("--max-body-bytes", type=int, default=MAX_BODY_BYTES,
                         help="larger request bodies are answered 413 (default: 25 MiB, as ORT server)")

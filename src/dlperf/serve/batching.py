@@ -2,7 +2,8 @@
 
 One worker thread per model version takes the oldest waiting request, then keeps collecting requests whose
 inputs can be concatenated with it (same names, dtypes and non-batch dimensions) until the merged batch
-reaches ``max_batch_size`` or the oldest request has waited ``max_delay_s``. The batch runs once; every
+reaches ``max_batch_size`` or the oldest request has waited ``max_delay_s``; requests already queued by then
+join without waiting, so a busy server, whose oldest request is often past its delay, still batches. The batch runs once; every
 output is split back along axis 0 in request order, so each caller receives exactly its own rows.
 
 Requests that cannot join the current batch wait in a backlog for the next one, so no request is ever
@@ -90,9 +91,12 @@ class DynamicBatcher:
             if not joins(job):
                 self._backlog.append(job)
         deadline = first.arrived + self.max_delay_s
-        while size < self.max_batch_size and (wait := deadline - time.monotonic()) > 0:
+        while size < self.max_batch_size:
+            # Wait for more until the oldest request's delay is used up; after that (a busy server picks up
+            # requests that have already waited), still take every request that is queued right now.
+            wait = deadline - time.monotonic()
             try:
-                job = self._queue.get(timeout=wait)
+                job = self._queue.get(timeout=wait) if wait > 0 else self._queue.get_nowait()
             except queue.Empty:
                 break
             if job is None:
@@ -100,6 +104,8 @@ class DynamicBatcher:
                 break
             if not joins(job):
                 self._backlog.append(job)
+                if wait <= 0:
+                    break
         return batch
 
     def _execute(self, batch: list[_Job]) -> None:

@@ -104,6 +104,11 @@ class OrtServerClient:
     def predict(self, model: str, inputs: Mapping[str, np.ndarray], version: int | None = None,
                 fmt: str = "protobuf", output_filter: list[str] | None = None) -> dict[str, np.ndarray]:
         """The model's outputs (or those in ``output_filter``) for ``inputs``, sent as ``raw_data``."""
+        return self.parse_response(self.predict_raw(model, inputs, version, fmt, output_filter), fmt)
+
+    def predict_raw(self, model: str, inputs: Mapping[str, np.ndarray], version: int | None = None,
+                    fmt: str = "protobuf", output_filter: list[str] | None = None) -> bytes:
+        """:meth:`predict`'s request; returns the PredictResponse body as the server sent it."""
         if fmt not in ("protobuf", "json"):
             raise ValueError(f"fmt must be 'protobuf' or 'json', not {fmt!r}")
         request = ort_protocol.PredictRequest(output_filter=output_filter or [])
@@ -111,8 +116,12 @@ class OrtServerClient:
             request.inputs[name].CopyFrom(ort_protocol.array_to_tensor(np.asarray(array), raw=True))
         media = ort_protocol.JSON if fmt == "json" else ort_protocol.PROTOBUF_TYPES[0]
         path = _model_path("/v1/models", model, version) + ":predict"
-        _, data = self._http.request("POST", path, ort_protocol.serialize(request, fmt),
-                                     {"Content-Type": media, "Accept": media})
+        return self._http.request("POST", path, ort_protocol.serialize(request, fmt),
+                                  {"Content-Type": media, "Accept": media})[1]
+
+    @staticmethod
+    def parse_response(data: bytes, fmt: str = "protobuf") -> dict[str, np.ndarray]:
+        """The output arrays of a PredictResponse body (``fmt`` 'protobuf' or 'json')."""
         response = ort_protocol.parse(ort_protocol.PredictResponse, data, fmt)
         return {name: ort_protocol.tensor_to_array(t, name) for name, t in response.outputs.items()}
 

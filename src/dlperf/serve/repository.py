@@ -1,6 +1,7 @@
 """The model repository: Triton's directory layout, loaded into onnxruntime sessions.
 
-    <root>/<model_name>/config.pbtxt            optional; only ``max_batch_size`` is read
+    <root>/<model_name>/config.pbtxt            optional; only ``max_batch_size`` and
+                                                ``max_queue_delay_microseconds`` are read
     <root>/<model_name>/<version>/model.onnx    version: a non-negative integer; the highest is the default
 
 Every version is loaded at start-up, so "ready" simply means "in the repository" and the first request
@@ -10,6 +11,7 @@ a merged batch.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 import threading
@@ -36,7 +38,8 @@ _ORT_FAILURES = {
 
 @dataclass(frozen=True)
 class ServingOptions:
-    """How models are run; a model's config.pbtxt ``max_batch_size`` overrides ``max_batch_size``."""
+    """How models are run; a model's config.pbtxt ``max_batch_size`` and ``max_queue_delay_microseconds``
+    override ``max_batch_size`` and ``max_delay_ms``."""
 
     max_batch_size: int = 8
     max_delay_ms: float = 5.0
@@ -215,10 +218,20 @@ class ModelVersion:
 
 def _config_max_batch_size(model_dir: Path) -> int | None:
     """``max_batch_size`` from a Triton config.pbtxt (protobuf text format), if the file sets it."""
+    return _config_integer(model_dir, "max_batch_size")
+
+
+def _config_max_delay_ms(model_dir: Path) -> float | None:
+    """``dynamic_batching { max_queue_delay_microseconds }`` of a Triton config.pbtxt in ms, if the file sets it."""
+    found = _config_integer(model_dir, "max_queue_delay_microseconds")
+    return None if found is None else found / 1000
+
+
+def _config_integer(model_dir: Path, field: str) -> int | None:
     config = model_dir / "config.pbtxt"
     if not config.is_file():
         return None
-    found = re.search(r"^\s*max_batch_size\s*:\s*(\d+)", config.read_text(), re.MULTILINE)
+    found = re.search(rf"^\s*{field}\s*:\s*(\d+)", config.read_text(), re.MULTILINE)
     return int(found[1]) if found else None
 
 
@@ -242,8 +255,10 @@ class ModelRepository:
                 continue
             cap = _config_max_batch_size(model_dir)
             max_batch_size = (options.max_batch_size if cap is None else cap) if options.batching else 0
+            delay = _config_max_delay_ms(model_dir)
+            model_options = options if delay is None else dataclasses.replace(options, max_delay_ms=delay)
             self._models[model_dir.name] = {
-                v: ModelVersion(model_dir.name, v, model_dir / str(v) / "model.onnx", options, max_batch_size)
+                v: ModelVersion(model_dir.name, v, model_dir / str(v) / "model.onnx", model_options, max_batch_size)
                 for v in versions
             }
             log.info("loaded model %s, versions %s", model_dir.name, versions)

@@ -1,0 +1,72 @@
+"""``python -m dlperf.serve`` as a child process: started on a free port, waited for, always stopped."""
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import IO, Iterator
+
+from .client import OrtServerClient
+
+SRC = Path(__file__).resolve().parents[2]  # the directory holding the dlperf package
+
+
+@contextlib.contextmanager
+def server_process(repository: str | os.PathLike, *args: str, host: str = "127.0.0.1",
+                   log: IO[str] | None = None, start_timeout: float = 120) -> Iterator[str]:
+    """Serve ``repository`` with ``python -m dlperf.serve --port 0 *args``; yield its base URL once ``GET /``
+    answers ``Healthy``. The server's output goes to ``log`` (discarded if None); it is terminated on exit
+    (killed if it does not stop within 10 s), whatever happened inside the block."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(SRC), os.environ.get("PYTHONPATH")]))}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "dlperf.serve", "--model-repository", str(repository), "--host", host, "--port", "0",
+         *args],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+    )
+    try:
+        url = _listening_url(process, log, start_timeout)
+        client = OrtServerClient(url, timeout=5)
+        deadline = time.monotonic() + start_timeout
+        while not client.health():
+            if time.monotonic() > deadline or process.poll() is not None:
+                raise RuntimeError(f"the server at {url} never answered GET / with Healthy")
+            time.sleep(0.05)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _listening_url(process: subprocess.Popen, log: IO[str] | None, timeout: float) -> str:
+    """Read the server's output up to its ``Listening at: URL`` line, then keep draining it in a thread."""
+    lines: list[str] = []
+    timer = threading.Timer(timeout, process.kill)  # a server that hangs before listening must not hang us
+    timer.start()
+    try:
+        for line in process.stdout:
+            lines.append(line)
+            if log is not None:
+                log.write(line)
+            if found := re.match(r"Listening at: (http://\S+)", line):
+                break
+        else:
+            raise RuntimeError("the server exited before listening:\n" + "".join(lines[-50:]))
+    finally:
+        timer.cancel()
+
+    def drain() -> None:
+        for line in process.stdout:
+            if log is not None:
+                log.write(line)
+
+    threading.Thread(target=drain, daemon=True).start()
+    return found[1]

@@ -1,0 +1,150 @@
+"""The serving rules run for real on the embedded config, in a scratch copy of the workflow.
+
+The SSD study's outputs they read (results/ssd/finetune/{checkpoint.pt,labels.txt}, the Open Images test split)
+are stand-ins in their real formats: a randomly initialised SSD of the configured architecture and a synthetic
+Open Images root. Only the serving rules may run.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import onnx
+import pandas as pd
+import pytest
+import yaml
+from PIL import Image
+
+from dlperf.export import parse_model_config
+from dlperf.serve import OrtServerClient
+from serve_fixtures import write_ssd_inputs
+
+ROOT = Path(__file__).resolve().parents[1]
+IGNORED = shutil.ignore_patterns(".git", ".venv", "results", "resources", ".snakemake", "logs", "benchmarks",
+                                 "__pycache__", "*.egg-info", ".pytest_cache", ".hypothesis")
+RULES = ["serve_export", "serve_graph", "serve_model_repository", "serve_demo", "serve_bench"]
+BENCH_COLUMNS = ["benchmark", "runtime", "batching", "clients", "batch_size", "requests", "throughput_rps", "p50_ms",
+                 "p99_ms", "mean_batch", "speedup"]
+STAND_IN_MODEL = {"width_mult": 0.25, "image_size": 160}  # used only where the config has no ssd.model yet
+
+
+def snakemake(repo: Path, *args: str, timeout: float = 600) -> str:
+    out = subprocess.run([sys.executable, "-m", "snakemake", *args], cwd=repo, capture_output=True, text=True,
+                         timeout=timeout)
+    assert out.returncode == 0, (out.stdout + out.stderr)[-5000:]
+    return out.stdout + out.stderr
+
+
+def with_ssd_model(repo: Path) -> dict:
+    """The scratch copy's config, given the SSD study's ``ssd.model`` keys if it lacks them (before the SSD
+    study is merged its section does not exist; the schema then learns a minimal one)."""
+    config_path, schema_path = repo / "config" / "config.yaml", repo / "config" / "schema.yaml"
+    cfg = yaml.safe_load(config_path.read_text())
+    if "model" not in cfg.get("ssd", {}):
+        cfg.setdefault("ssd", {})["model"] = STAND_IN_MODEL
+        config_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+        schema = yaml.safe_load(schema_path.read_text())
+        schema["properties"].setdefault("ssd", {"type": "object", "description": "stand-in"})
+        schema_path.write_text(yaml.safe_dump(schema, sort_keys=False))
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def workflow(tmp_path_factory):
+    repo = tmp_path_factory.mktemp("serve") / "repo"
+    shutil.copytree(ROOT, repo, ignore=IGNORED)
+    cfg = with_ssd_model(repo)
+    model = cfg["ssd"]["model"]
+    write_ssd_inputs(repo, model["width_mult"], model["image_size"], classes=cfg["serve"]["demo"]["classes"])
+    targets = ["results/ssd/onnx/parity.json", "results/ssd/onnx/graph.svg", "results/ssd/onnx/docstrings.md",
+               "results/ssd/model_repository/ssd/config.pbtxt", "results/ssd/serving/tables/bench.tex",
+               *[f"results/ssd/serving/annotated_{name}.png" for name in cfg["serve"]["demo"]["classes"]]]
+    snakemake(repo, "--cores", "1", "--allowed-rules", *RULES, "--", *targets)
+    return repo, cfg, targets
+
+
+def test_the_export_passes_parity_on_real_test_images_with_the_served_signature(workflow):
+    repo, cfg, _ = workflow
+    parity = json.loads((repo / "results/ssd/onnx/parity.json").read_text())
+    assert parity["passed"] and parity["tolerance"] == cfg["serve"]["parity"]["tolerance"]
+    assert max(parity["max_abs_diff"].values()) <= 1e-4
+    assert parity["batch_sizes"] == [1, min(cfg["serve"]["parity"]["images"], 6)]
+    assert parity["input"]["name"] == "input" and parity["outputs"] == ["scores", "boxes"]
+    assert isinstance(parity["input"]["shape"][0], str)  # the batch axis is a symbol
+    model = onnx.load(str(repo / "results/ssd/onnx/ssd.onnx"))
+    assert all(node.doc_string for node in model.graph.node)
+    provenance = json.loads((repo / "results/ssd/onnx/provenance.json").read_text())
+    assert provenance["config"]["ssd"]["model"] == cfg["ssd"]["model"]
+
+
+def test_the_graph_and_the_doc_strings_page_cover_every_op(workflow):
+    repo, _, _ = workflow
+    model = onnx.load(str(repo / "results/ssd/onnx/ssd.onnx"))
+    svg = (repo / "results/ssd/onnx/graph.svg").read_text()
+    assert svg.count("javascript:alert(") == len(model.graph.node)
+    page = (repo / "results/ssd/onnx/docstrings.md").read_text()
+    assert page.count("\n## ") == len({node.op_type for node in model.graph.node})
+
+
+def test_the_model_repository_is_in_triton_layout_and_the_server_serves_it(workflow):
+    repo, cfg, _ = workflow
+    model_dir = repo / "results/ssd/model_repository/ssd"
+    assert sorted(p.name for p in model_dir.iterdir()) == ["1", "config.pbtxt"]
+    config = parse_model_config((model_dir / "config.pbtxt").read_text())
+    batching = cfg["serve"]["batching"]
+    assert config.max_batch_size == batching["max_batch_size"]
+    assert config.dynamic_batching.max_queue_delay_microseconds == round(1000 * batching["max_delay_ms"])
+    assert (model_dir / "1/model.onnx").read_bytes() == (repo / "results/ssd/onnx/ssd.onnx").read_bytes()
+
+
+def test_the_demo_drew_one_image_per_class_from_the_servers_responses(workflow):
+    repo, cfg, _ = workflow
+    serving = repo / "results/ssd/serving"
+    records = json.loads((serving / "detections.json").read_text())
+    assert list(records) == cfg["serve"]["demo"]["classes"]
+    for name, record in records.items():
+        raw = (serving / record["response"]).read_bytes()
+        outputs = OrtServerClient.parse_response(raw, cfg["serve"]["demo"]["format"])
+        assert outputs["scores"].shape[0] == 1 and outputs["scores"].shape[2] == 1 + len(records)
+        with Image.open(serving / f"annotated_{name}.png") as picture:
+            assert picture.format == "PNG" and picture.size == (cfg["ssd"]["model"]["image_size"],) * 2
+    assert "Listening at: http://127.0.0.1:" in (repo / "logs/serve/demo.log").read_text()
+
+
+def test_the_benchmark_has_every_client_count_with_and_without_batching_and_both_runtimes(workflow):
+    repo, cfg, _ = workflow
+    bench = pd.read_csv(repo / "results/ssd/serving/bench.csv")
+    assert list(bench.columns) == BENCH_COLUMNS
+    server = bench[bench.benchmark == "server"]
+    clients = cfg["serve"]["bench"]["clients"]
+    assert sorted(zip(server.batching, server.clients)) == sorted((b, c) for b in ("dynamic", "off") for c in clients)
+    assert (server.requests == server.clients * cfg["serve"]["bench"]["requests_per_client"]).all()
+    assert (server.loc[server.batching == "off", "mean_batch"] == 1).all()
+    assert (bench.p50_ms > 0).all() and (bench.p99_ms >= bench.p50_ms).all() and (bench.throughput_rps > 0).all()
+    assert set(bench.loc[bench.benchmark == "direct", "runtime"]) == {"pytorch_eager", "onnxruntime"}
+    assert (repo / "results/ssd/serving/tables/bench.md").exists()
+
+
+def test_a_second_run_has_nothing_to_do(workflow):
+    repo, _, targets = workflow
+    assert "Nothing to be done" in snakemake(repo, "--cores", "1", "--allowed-rules", *RULES, "--", *targets)
+
+
+def test_the_report_quotes_the_results_the_rules_wrote(workflow):
+    from dlperf.report.values import serving_values
+
+    repo, cfg, _ = workflow
+    bench = pd.read_csv(repo / "results/ssd/serving/bench.csv")
+    values = serving_values(
+        bench=bench, parity=json.loads((repo / "results/ssd/onnx/parity.json").read_text()),
+        export=json.loads((repo / "results/ssd/onnx/provenance.json").read_text()),
+        detections=json.loads((repo / "results/ssd/serving/detections.json").read_text()),
+        classes=cfg["serve"]["demo"]["classes"], batching=cfg["serve"]["batching"])
+    eager, ort = bench[bench.benchmark == "direct"].set_index("runtime").p50_ms[["pytorch_eager", "onnxruntime"]]
+    assert values["ServeOrtSpeedup"] == f"{eager / ort:.1f}"
+    assert values["ServeClientsMax"] == max(cfg["serve"]["bench"]["clients"])
+    assert values["ServeOrtGoalMet"] == ("yes" if eager / ort >= 2 else "no")
+    assert all(name.startswith("Serve") and name.isalpha() for name in values)
