@@ -72,6 +72,8 @@ def check_device_labels():
     used = {"optimus.devices": config["optimus"]["devices"], "flops.measure.device": [config["flops"]["measure"]["device"]],
             "depth.device": [config["depth"]["device"]],
             "optimus.speed_model.device": [config["optimus"]["speed_model"]["device"]]}
+    if "ssd" in config:
+        used["ssd.device"] = [config["ssd"]["device"]]
     for key, labels in used.items():
         unknown = [label for label in labels if label not in config["devices"]]
         if unknown:
@@ -140,7 +142,7 @@ def all_outputs():
         "results/depth/figures/grad_flow.pdf",
         "results/depth/figures/curves.pdf",
         "results/report/report.pdf",
-    ]
+    ] + ssd_outputs()
 
 
 # ---- FLOPs / PALEO -------------------------------------------------------------------------------------------
@@ -265,3 +267,67 @@ def report_provenance():
 
 def report_includes():
     return [path for spec in reported_studies().values() for path in spec["includes"]]
+
+
+# ---- SSD -----------------------------------------------------------------------------------------------------
+SSD_DOWNLOADS = "resources/downloads_ssd"  # not under resources/downloads: rule download matches any path there
+SSD_WEIGHTS = "resources/weights"
+
+
+def ssd_downloads_by_file():
+    """Every file the SSD study downloads (VOC tars, Open Images CSVs, the published checkpoint) by file name."""
+    s = config["ssd"]
+    entries = {}
+    voc = s["data"]["voc"]
+    if voc["source"] == "download":
+        entries.update({Path(d["url"]).name: d for d in voc["downloads"]})
+    oi = s["data"]["openimages"]
+    if oi["source"] == "download":
+        base = oi["download"]["csv_url"].rstrip("/")
+        entries["class-descriptions-boxable.csv"] = {"url": f"{base}/class-descriptions-boxable.csv"}
+        for split in ("train", "validation", "test"):
+            entries[f"{split}-annotations-bbox.csv"] = {"url": f"{base}/{split}/{split}-annotations-bbox.csv"}
+    return entries
+
+
+def ssd_weights_by_file():
+    pretrained = config["ssd"]["pretrained"]
+    if pretrained["source"] == "download" and not pretrained.get("local_path"):
+        return {Path(pretrained["download"]["url"]).name: pretrained["download"]}
+    return {}
+
+
+def ssd_voc_inputs(wildcards):
+    voc = config["ssd"]["data"]["voc"]
+    if voc["source"] != "download":
+        return {}
+    return {"archives": [f"{SSD_DOWNLOADS}/{Path(d['url']).name}" for d in voc["downloads"]]}
+
+
+def ssd_openimages_inputs(wildcards):
+    if config["ssd"]["data"]["openimages"]["source"] != "download":
+        return {}
+    names = ["class-descriptions-boxable.csv"] + [f"{s}-annotations-bbox.csv" for s in ("train", "validation", "test")]
+    return {"csvs": [f"{SSD_DOWNLOADS}/{name}" for name in names]}
+
+
+def ssd_voc_checkpoint():
+    """The VOC-trained SSD: trained in the DAG, the published checkpoint (downloaded), or a local copy."""
+    pretrained = config["ssd"]["pretrained"]
+    if pretrained["source"] == "train":
+        return "results/ssd/pretrain/checkpoint.pt"
+    return pretrained.get("local_path") or f"{SSD_WEIGHTS}/{Path(pretrained['download']['url']).name}"
+
+
+def ssd_outputs():
+    if "ssd" not in config:
+        return []
+    return [
+        "results/ssd/voc/ap.csv",
+        "results/ssd/tables/voc_ap.tex",
+        "results/ssd/figures/voc_ap.pdf",
+        "results/ssd/openimages/ap_before.csv",
+        "results/ssd/openimages/ap_after.csv",
+        "results/ssd/tables/openimages_ap.tex",
+        "results/ssd/figures/openimages_ap.pdf",
+    ]
