@@ -331,3 +331,32 @@ def ssd_outputs():
         "results/ssd/tables/openimages_ap.tex",
         "results/ssd/figures/openimages_ap.pdf",
     ]
+
+
+def report_ssd():
+    s = config["ssd"]
+    return {
+        "values": {  # keyword arguments of dlperf.report.values.ssd_values
+            "voc_ap": "results/ssd/voc/ap.csv",
+            "before": "results/ssd/openimages/ap_before.csv",
+            "after": "results/ssd/openimages/ap_after.csv",
+            "voc": "results/ssd/voc/provenance.json",
+            "finetune": "results/ssd/finetune/provenance.json",
+            "openimages": "results/ssd/openimages/provenance.json",
+        },
+        "params": {
+            "width_mult": s["model"]["width_mult"],
+            "image_size": s["model"]["image_size"],
+            "pretrained_source": s["pretrained"]["source"],
+        },
+        "includes": [
+            "results/ssd/tables/voc_ap.tex",
+            "results/ssd/figures/voc_ap.pdf",
+            "results/ssd/tables/openimages_ap.tex",
+            "results/ssd/figures/openimages_ap.pdf",
+        ],
+        "provenance": [f"results/ssd/{name}/provenance.json" for name in ("voc", "finetune", "openimages")],
+    }
+
+
+REPORT_STUDIES["ssd"] = report_ssd  # after flops and optimus in the report

@@ -30,5 +30,6 @@ with script_logging(snakemake.log[0]):
                 bold_rows={len(frame) - 1})
     save_figure(ap_bars(frame), snakemake.output.figure)
     prov.write(snakemake.output.provenance, mean_ap=result.mean_ap, test_images=len(test),
+               num_priors=int(model.priors.shape[0]),
                dropped_boxes=test.dropped_boxes)
     print(frame.to_string(index=False))
