@@ -13,6 +13,7 @@ rule ssd_download:
         "logs/ssd/download_{file}.log",
     benchmark:
         "benchmarks/ssd/download_{file}.tsv"
+    threads: 1
     conda:
         CONDA_ENV
     resources:
@@ -30,6 +31,7 @@ rule ssd_download_weights:
         "logs/ssd/download_weights_{file}.log",
     benchmark:
         "benchmarks/ssd/download_weights_{file}.tsv"
+    threads: 1
     conda:
         CONDA_ENV
     resources:
@@ -49,6 +51,7 @@ rule ssd_voc_data:
         "logs/ssd/voc_data.log",
     benchmark:
         "benchmarks/ssd/voc_data.tsv"
+    threads: 1
     conda:
         CONDA_ENV
     script:
