@@ -1,7 +1,7 @@
 # SSD (pytorch-ssd's MobileNetV1-SSD): VOC2007 evaluation of the VOC detector, then fine-tuning on two Open Images
 # classes, AP before and after. Data flows: datasets -> VOC detector -> VOC AP; VOC detector -> fine-tune -> AP.
 SSD = config.get("ssd", {})
-SSD_DEVICE = SSD.get("device", "cpu")
+SSD_DEVICE = SSD.get("device", next(iter(config["devices"])))  # any declared label when the study is off
 
 
 rule ssd_download:

@@ -8,10 +8,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from http_fixture import serve_directory
 
 from dlperf.data.errors import DatasetFormatError
-from dlperf.data.openimages import OpenImagesDataset, subset_csv_name
-from dlperf.data.synthetic_detection import synthesize_voc
+from dlperf.data.openimages import CLASS_DESCRIPTIONS, SPLITS, OpenImagesDataset, box_csv_name, subset_csv_name
+from dlperf.data.synthetic_detection import synthesize_openimages, synthesize_voc
 from dlperf.data.voc import VOC_DIR, VOCDataset
 from dlperf.detection.evaluate import checkpoint_num_classes, load_ssd, predict_dataset
 from dlperf.detection.predictor import Predictor
@@ -229,3 +230,22 @@ def test_ap_csv_has_class_and_ap_then_the_map_row_and_comparisons_line_up(tmp_pa
     assert comparison.change.tolist() == pytest.approx([0.4, 0.6, 0.5])
     with pytest.raises(ValueError, match="different classes"):
         comparison_frame(before, ap_frame(VOCResult({"Handgun": 0.5, "Rifle": 0.9}, 0.7)))
+
+
+def test_prepare_downloaded_openimages_filters_the_csvs_fetches_only_their_images_and_counts_failures(tmp_path):
+    bucket = synthesize_openimages(tmp_path / "bucket", ["Handgun", "Shotgun", "Rifle"], n_train=6, n_validation=2,
+                                   n_test=4, size=SIZE, seed=4)
+    boxes = pd.read_csv(bucket / box_csv_name("test"), dtype={"ImageID": str})
+    rifle = set(boxes.ImageID[boxes.LabelName == "/m/synth_002"]) - set(boxes.ImageID[boxes.LabelName != "/m/synth_002"])
+    kept = sorted(set(boxes.ImageID) - rifle)
+    (bucket / "test" / f"{kept[0]}.jpg").unlink()  # gone upstream
+    csvs = {name: bucket / name for name in [CLASS_DESCRIPTIONS, *(box_csv_name(s) for s in SPLITS)]}
+    with serve_directory(bucket) as server:
+        cfg = {"source": "download", "classes": ["Handgun", "Shotgun"],
+               "download": {"images_url": server.url, "retries": 0, "workers": 2}}
+        report = prepare_openimages(tmp_path / "oi", cfg, csvs, progress=False)
+        fetched = {r.path for r in server.requests if r.status == 200}
+    assert report["test"] == {"images": len(kept), "failed": 1, "failed_ids": [kept[0]]}
+    assert not any(f"/test/{image_id}.jpg" in fetched for image_id in rifle), "images of other classes stay upstream"
+    test = OpenImagesDataset(tmp_path / "oi", "test", ["Handgun", "Shotgun"])
+    assert test.missing_images == 1 and len(test) == len(kept) - 1

@@ -123,3 +123,24 @@ def test_the_ssd_rules_run_for_real_and_write_the_contract_files(tmp_path):
     assert len(OpenImagesDataset(work / "resources" / "data" / "openimages", "test", labels[1:])) == 8
     assert len(pd.read_csv(finetune / "steps.csv")) == 2 * 4  # 20 images in batches of 5, two epochs
     assert json.loads((ssd / "openimages" / "provenance.json").read_text())["before"].startswith("initial.pt")
+
+    # bad input, through the rules: a missing image and a degenerate box are counted and skipped ...
+    data = work / "resources" / "data" / "openimages"
+    subset = pd.read_csv(data / "sub-test-annotations-bbox.csv", dtype={"ImageID": str})
+    first, last = sorted(set(subset.ImageID))[0], sorted(set(subset.ImageID))[-1]
+    (data / "test" / f"{first}.jpg").unlink()
+    subset.loc[subset.ImageID == last, "XMax"] = subset.loc[subset.ImageID == last, "XMin"]  # empty boxes
+    subset.to_csv(data / "sub-test-annotations-bbox.csv", index=False)
+    rerun = ("results/ssd/openimages/ap_after.csv", "--cores", "1", "--configfile", str(path), "--forcerun",
+             "ssd_eval_openimages", "--allowed-rules", "ssd_eval_openimages", "--rerun-triggers", "code")
+    rc, text = snakemake(*rerun, cwd=work)
+    assert rc == 0, text[-5000:]
+    record = json.loads((ssd / "openimages" / "provenance.json").read_text())
+    assert record["missing_images"] == 1 and record["dropped_boxes"] == int((subset.ImageID == last).sum())
+    assert "skipped 1 images missing" in (work / "logs" / "ssd" / "eval_openimages.log").read_text()
+    # ... and a label file that does not match the checkpoint fails naming both counts
+    (finetune / "labels.txt").write_text("BACKGROUND\nHandgun\nShotgun\nRifle\n")
+    rc, text = snakemake(*rerun, cwd=work)
+    assert rc != 0
+    assert "lists 4 classes (BACKGROUND included) but the checkpoint's classification heads predict 3" in (
+        work / "logs" / "ssd" / "eval_openimages.log").read_text()
