@@ -26,7 +26,7 @@ with script_logging(snakemake.log[0]):
                               prob_threshold=e["prob_threshold"], nms_iou=e["nms_iou"],
                               candidate_size=e["candidate_size"])
     frame = write_ap_csv(result, snakemake.output.ap)
-    write_table(frame.rename(columns={"class": "class", "ap": "AP"}), snakemake.output.table, formats={"AP": ".4f"},
+    write_table(frame.rename(columns={"ap": "AP"}), snakemake.output.table, formats={"AP": ".4f"},
                 bold_rows={len(frame) - 1})
     save_figure(ap_bars(frame), snakemake.output.figure)
     prov.write(snakemake.output.provenance, mean_ap=result.mean_ap, test_images=len(test),

@@ -14,12 +14,11 @@ from dlperf.data.errors import DatasetFormatError
 from dlperf.data.openimages import CLASS_DESCRIPTIONS, SPLITS, OpenImagesDataset, box_csv_name, subset_csv_name
 from dlperf.data.synthetic_detection import synthesize_openimages, synthesize_voc
 from dlperf.data.voc import VOC_DIR, VOCDataset
+from dlperf.detection import transforms
 from dlperf.detection.evaluate import checkpoint_num_classes, load_ssd, predict_dataset
 from dlperf.detection.predictor import Predictor
 from dlperf.detection.study import ap_frame, comparison_frame, prepare_openimages, prepare_voc, read_ap_csv
 from dlperf.detection.train import SSDTrainConfig, TrainingSet, param_groups, schedule_factor, train_ssd
-from dlperf.detection import transforms
-from dlperf.detection.transforms import TrainAugmentation, _random_mirror
 from dlperf.detection.voc_eval import VOCResult
 from dlperf.models.mobilenet_ssd import mobilenet_v1_ssd
 
@@ -46,7 +45,7 @@ def test_mirror_flips_boxes_about_the_vertical_centre_line():
         if rng.integers(2) == 0:
             break
     rng.bit_generator.state = state
-    _, flipped = _random_mirror(image, boxes, rng)
+    _, flipped = transforms._random_mirror(image, boxes, rng)
     assert flipped.tolist() == [[15.0, 1.0, 18.0, 4.0]]
 
 
@@ -61,7 +60,7 @@ def test_test_transform_resizes_normalises_and_makes_boxes_relative():
 
 def test_train_augmentation_keeps_boxes_valid_and_is_a_function_of_its_generator(voc):
     dataset = VOCDataset(voc, "trainval")
-    augment = TrainAugmentation(SIZE)
+    augment = transforms.TrainAugmentation(SIZE)
     for index in range(len(dataset)):
         image, boxes, labels = dataset[index]
         x, rel, kept = augment(image, boxes, labels, np.random.default_rng([1, index]))
@@ -236,7 +235,8 @@ def test_prepare_downloaded_openimages_filters_the_csvs_fetches_only_their_image
     bucket = synthesize_openimages(tmp_path / "bucket", ["Handgun", "Shotgun", "Rifle"], n_train=6, n_validation=2,
                                    n_test=4, size=SIZE, seed=4)
     boxes = pd.read_csv(bucket / box_csv_name("test"), dtype={"ImageID": str})
-    rifle = set(boxes.ImageID[boxes.LabelName == "/m/synth_002"]) - set(boxes.ImageID[boxes.LabelName != "/m/synth_002"])
+    is_rifle = boxes.LabelName == "/m/synth_002"
+    rifle = set(boxes.ImageID[is_rifle]) - set(boxes.ImageID[~is_rifle])
     kept = sorted(set(boxes.ImageID) - rifle)
     (bucket / "test" / f"{kept[0]}.jpg").unlink()  # gone upstream
     csvs = {name: bucket / name for name in [CLASS_DESCRIPTIONS, *(box_csv_name(s) for s in SPLITS)]}

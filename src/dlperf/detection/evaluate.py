@@ -15,8 +15,8 @@ from typing import Sequence
 import torch
 
 from dlperf.data.voc import check_label_count
-from dlperf.detection.predictor import PROB_THRESHOLD, preprocess, select_detections
 from dlperf.detection.box_utils import MATCH_IOU, NMS_CANDIDATES, NMS_IOU
+from dlperf.detection.predictor import PROB_THRESHOLD, preprocess, select_detections
 from dlperf.detection.priors import mobilenet_v1_specs, priors_per_location
 from dlperf.detection.voc_eval import VOCResult, evaluate, group_detections_by_class, group_ground_truth_by_class
 from dlperf.models.mobilenet_ssd import SSD, mobilenet_v1_ssd

@@ -29,7 +29,6 @@ from typing import Sequence
 
 import numpy as np
 import torch
-from torch import nn
 from tqdm import tqdm
 
 from dlperf.atomic import atomic_write

@@ -66,7 +66,9 @@ def _photometric_distort(image: np.ndarray, rng: np.random.Generator) -> np.ndar
     return image
 
 
-def _expand(image: np.ndarray, boxes: np.ndarray, rng: np.random.Generator, mean: float) -> tuple[np.ndarray, np.ndarray]:
+def _expand(
+    image: np.ndarray, boxes: np.ndarray, rng: np.random.Generator, mean: float
+) -> tuple[np.ndarray, np.ndarray]:
     """Zoom out with probability 1/2: place the image at a random spot of a canvas up to 4x its side,
     filled with the mean, so that objects also appear small."""
     if rng.integers(2):
@@ -164,7 +166,8 @@ class TestTransform:
     def __init__(self, size: int, mean: float = IMAGE_MEAN, std: float = IMAGE_STD):
         self.size, self.mean, self.std = size, mean, std
 
-    def __call__(self, image: np.ndarray, boxes: np.ndarray, labels: np.ndarray, rng: np.random.Generator | None = None):
+    def __call__(self, image: np.ndarray, boxes: np.ndarray, labels: np.ndarray,
+                 rng: np.random.Generator | None = None):
         height, width = image.shape[:2]
         boxes = np.asarray(boxes, np.float32).reshape(-1, 4) / np.array([width, height, width, height], np.float32)
         return resize_normalise(image.astype(np.float32), self.size, self.mean, self.std), boxes, labels
