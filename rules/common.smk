@@ -275,7 +275,7 @@ SSD_WEIGHTS = "resources/weights"
 
 
 def ssd_downloads_by_file():
-    """Every file the SSD study downloads (VOC tars, Open Images CSVs, the published checkpoint) by file name."""
+    """The VOC tars and Open Images CSVs the SSD study downloads, by file name."""
     s = config["ssd"]
     entries = {}
     voc = s["data"]["voc"]
@@ -291,10 +291,18 @@ def ssd_downloads_by_file():
 
 
 def ssd_weights_by_file():
+    """The published checkpoint to download, by file name (none when trained in the DAG or given locally)."""
     pretrained = config["ssd"]["pretrained"]
     if pretrained["source"] == "download" and not pretrained.get("local_path"):
         return {Path(pretrained["download"]["url"]).name: pretrained["download"]}
     return {}
+
+
+def ssd_weights_pattern():
+    """A wildcard constraint matching exactly the SSD weights files, so other studies' weights are not claimed."""
+    import re
+
+    return "|".join(map(re.escape, ssd_weights_by_file())) or "(?!)"
 
 
 def ssd_voc_inputs(wildcards):

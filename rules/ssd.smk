@@ -31,6 +31,8 @@ rule ssd_download_weights:
         "logs/ssd/download_weights_{file}.log",
     benchmark:
         "benchmarks/ssd/download_weights_{file}.tsv"
+    wildcard_constraints:
+        file=ssd_weights_pattern() if SSD else "(?!)",
     threads: 1
     conda:
         CONDA_ENV
