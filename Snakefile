@@ -21,6 +21,7 @@ include: "rules/optimus.smk"
 include: "rules/flops.smk"
 include: "rules/depth.smk"
 include: "rules/transfer.smk"
+include: "rules/ssd.smk"
 include: "rules/report.smk"
 include: "rules/serve.smk"
 

@@ -104,6 +104,8 @@ def check_device_labels():
             "optimus.speed_model.device": [config["optimus"]["speed_model"]["device"]]}
     if "transfer" in config:
         used["transfer.device"] = [config["transfer"]["device"]]
+    if "ssd" in config:
+        used["ssd.device"] = [config["ssd"]["device"]]
     for key, labels in used.items():
         unknown = [label for label in labels if label not in config["devices"]]
         if unknown:
@@ -171,7 +173,7 @@ def all_outputs():
         "results/depth/figures/curves.pdf",
         *serve_outputs(),
         "results/report/report.pdf",
-    ]
+    ] + ssd_outputs()
 
 
 # ---- FLOPs / PALEO -------------------------------------------------------------------------------------------
@@ -505,3 +507,102 @@ def report_serve():
 
 
 REPORT_STUDIES["serve"] = report_serve
+# ---- SSD -----------------------------------------------------------------------------------------------------
+SSD_DOWNLOADS = "resources/downloads_ssd"  # not under resources/downloads: rule download matches any path there
+SSD_WEIGHTS = "resources/weights"
+
+
+def ssd_downloads_by_file():
+    """The VOC tars and Open Images CSVs the SSD study downloads, by file name."""
+    s = config["ssd"]
+    entries = {}
+    voc = s["data"]["voc"]
+    if voc["source"] == "download":
+        entries.update({Path(d["url"]).name: d for d in voc["downloads"]})
+    oi = s["data"]["openimages"]
+    if oi["source"] == "download":
+        base = oi["download"]["csv_url"].rstrip("/")
+        entries["class-descriptions-boxable.csv"] = {"url": f"{base}/class-descriptions-boxable.csv"}
+        for split in ("train", "validation", "test"):
+            entries[f"{split}-annotations-bbox.csv"] = {"url": f"{base}/{split}/{split}-annotations-bbox.csv"}
+    return entries
+
+
+def ssd_weights_by_file():
+    """The published checkpoint to download, by file name (none when trained in the DAG or given locally)."""
+    pretrained = config["ssd"]["pretrained"]
+    if pretrained["source"] == "download" and not pretrained.get("local_path"):
+        return {Path(pretrained["download"]["url"]).name: pretrained["download"]}
+    return {}
+
+
+def ssd_weights_pattern():
+    """A wildcard constraint matching exactly the SSD weights files, so other studies' weights are not claimed."""
+    import re
+
+    return "|".join(map(re.escape, ssd_weights_by_file())) or "(?!)"
+
+
+def ssd_voc_inputs(wildcards):
+    voc = config["ssd"]["data"]["voc"]
+    if voc["source"] != "download":
+        return {}
+    return {"archives": [f"{SSD_DOWNLOADS}/{Path(d['url']).name}" for d in voc["downloads"]]}
+
+
+def ssd_openimages_inputs(wildcards):
+    if config["ssd"]["data"]["openimages"]["source"] != "download":
+        return {}
+    names = ["class-descriptions-boxable.csv"] + [f"{s}-annotations-bbox.csv" for s in ("train", "validation", "test")]
+    return {"csvs": [f"{SSD_DOWNLOADS}/{name}" for name in names]}
+
+
+def ssd_voc_checkpoint():
+    """The VOC-trained SSD: trained in the DAG, the published checkpoint (downloaded), or a local copy."""
+    pretrained = config["ssd"]["pretrained"]
+    if pretrained["source"] == "train":
+        return "results/ssd/pretrain/checkpoint.pt"
+    return pretrained.get("local_path") or f"{SSD_WEIGHTS}/{Path(pretrained['download']['url']).name}"
+
+
+def ssd_outputs():
+    if "ssd" not in config:
+        return []
+    return [
+        "results/ssd/voc/ap.csv",
+        "results/ssd/tables/voc_ap.tex",
+        "results/ssd/figures/voc_ap.pdf",
+        "results/ssd/openimages/ap_before.csv",
+        "results/ssd/openimages/ap_after.csv",
+        "results/ssd/tables/openimages_ap.tex",
+        "results/ssd/figures/openimages_ap.pdf",
+    ]
+
+
+def report_ssd():
+    s = config["ssd"]
+    return {
+        "values": {  # keyword arguments of dlperf.report.values.ssd_values
+            "voc_ap": "results/ssd/voc/ap.csv",
+            "before": "results/ssd/openimages/ap_before.csv",
+            "after": "results/ssd/openimages/ap_after.csv",
+            "voc": "results/ssd/voc/provenance.json",
+            "finetune": "results/ssd/finetune/provenance.json",
+            "openimages": "results/ssd/openimages/provenance.json",
+        },
+        "params": {
+            "width_mult": s["model"]["width_mult"],
+            "image_size": s["model"]["image_size"],
+            "pretrained_source": s["pretrained"]["source"],
+        },
+        "includes": [
+            "results/ssd/tables/voc_ap.tex",
+            "results/ssd/figures/voc_ap.pdf",
+            "results/ssd/tables/openimages_ap.tex",
+            "results/ssd/figures/openimages_ap.pdf",
+        ],
+        "provenance": [f"results/ssd/{name}/provenance.json" for name in ("voc", "finetune", "openimages")],
+    }
+
+
+REPORT_STUDIES["ssd"] = report_ssd  # after flops and optimus in the report

@@ -1,0 +1,146 @@
+"""The SSD study's rules: dry runs of both configs, bad input, and a real small run of every SSD rule."""
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+from dlperf.data.openimages import OpenImagesDataset
+from dlperf.data.voc import read_label_file
+from dlperf.models.mobilenet_ssd import mobilenet_v1_ssd
+
+ROOT = Path(__file__).resolve().parents[1]
+IGNORED = shutil.ignore_patterns(".git", ".venv", "results", "resources", ".snakemake", "logs", "benchmarks",
+                                 "__pycache__", "*.egg-info", ".pytest_cache")
+SSD_TARGETS = ["results/ssd/voc/ap.csv", "results/ssd/openimages/ap_before.csv", "results/ssd/openimages/ap_after.csv"]
+
+
+def snakemake(*args, cwd=ROOT, timeout=600):
+    out = subprocess.run([sys.executable, "-m", "snakemake", *args], cwd=cwd, capture_output=True, text=True,
+                         timeout=timeout)
+    return out.returncode, out.stdout + out.stderr
+
+
+def job_counts(text):
+    counts = {}
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[0].startswith("ssd_") and parts[1].isdigit():
+            counts[parts[0]] = int(parts[1])
+    return counts
+
+
+def write_config(tmp_path, base, edit):
+    cfg = yaml.safe_load((ROOT / "config" / base).read_text())
+    edit(cfg["ssd"])
+    path = tmp_path / base
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def test_the_full_config_downloads_data_and_the_published_checkpoint_and_trains_only_the_fine_tune():
+    rc, text = snakemake(*SSD_TARGETS, "-n", "--configfile", "config/full.yaml")
+    assert rc == 0, text
+    # two VOC tars, the class descriptions and three box files; the checkpoint; no VOC training
+    assert job_counts(text) == {"ssd_download": 6, "ssd_download_weights": 1, "ssd_voc_data": 1,
+                                "ssd_openimages_data": 1, "ssd_eval_voc": 1, "ssd_finetune": 1,
+                                "ssd_eval_openimages": 1}
+    assert "resources/weights/mobilenet-v1-ssd-mp-0_675.pth" in text
+    assert "VOCtest_06-Nov-2007.tar" in text and "test-annotations-bbox.csv" in text
+
+
+def test_a_local_checkpoint_path_replaces_the_download(tmp_path):
+    local = tmp_path / "mobilenet-v1-ssd-mp-0_675.pth"
+    local.write_bytes(b"weights")
+    path = write_config(tmp_path, "full.yaml", lambda s: s["pretrained"].update(local_path=str(local)))
+    rc, text = snakemake(*SSD_TARGETS, "-n", "--configfile", str(path))
+    assert rc == 0, text
+    assert "ssd_download_weights" not in job_counts(text)
+
+
+def test_the_default_trains_the_voc_detector_in_the_dag():
+    rc, text = snakemake(*SSD_TARGETS, "-n", "--forceall")  # even where results exist from an earlier run
+    assert rc == 0, text
+    assert job_counts(text) == {"ssd_voc_data": 1, "ssd_openimages_data": 1, "ssd_pretrain_voc": 1,
+                                "ssd_eval_voc": 1, "ssd_finetune": 1, "ssd_eval_openimages": 1}
+
+
+def test_an_undeclared_ssd_device_label_is_rejected_naming_it(tmp_path):
+    path = write_config(tmp_path, "config.yaml", lambda s: s.update(device="a100"))
+    rc, text = snakemake("-n", "--configfile", str(path))
+    assert rc != 0
+    assert "ssd.device: unknown device label(s) 'a100'" in text
+
+
+def test_a_pretrained_source_of_train_needs_a_pretrain_section(tmp_path):
+    path = write_config(tmp_path, "config.yaml", lambda s: s.pop("pretrain"))
+    rc, text = snakemake("-n", "--configfile", str(path))
+    assert rc != 0 and "'pretrain' is a required property" in text
+
+
+def shrink(ssd):
+    """A few seconds of every SSD rule: tiny images, few of them, few epochs."""
+    ssd["model"] = {"width_mult": 0.25, "image_size": 64}
+    ssd["data"]["voc"]["synthetic"].update(n_trainval=24, n_test=8, size=64)
+    ssd["data"]["openimages"]["synthetic"].update(n_train=20, n_validation=2, n_test=8, size=64)
+    ssd["pretrain"].update(epochs=2, scheduler={"name": "cosine", "t_max": 2})
+    ssd["finetune"].update(epochs=2, scheduler={"name": "cosine", "t_max": 2})
+
+
+def test_the_ssd_rules_run_for_real_and_write_the_contract_files(tmp_path):
+    work = tmp_path / "repo"
+    shutil.copytree(ROOT, work, ignore=IGNORED)
+    path = write_config(tmp_path, "config.yaml", shrink)
+    rc, text = snakemake(*SSD_TARGETS, "results/ssd/tables/openimages_ap.tex", "results/ssd/figures/voc_ap.pdf",
+                         "--cores", "1", "--configfile", str(path), cwd=work)
+    assert rc == 0, text[-5000:]
+    ssd = work / "results" / "ssd"
+
+    ap = pd.read_csv(ssd / "voc" / "ap.csv")
+    assert list(ap.columns[:2]) == ["class", "ap"] and len(ap) == 21 and ap["class"].iloc[-1] == "mAP"
+    assert ap.ap.iloc[-1] == pytest.approx(ap.ap.iloc[:-1].mean())
+    assert ap.ap.between(0, 1).all()
+    for stage in ("before", "after"):
+        frame = pd.read_csv(ssd / "openimages" / f"ap_{stage}.csv")
+        assert frame["class"].tolist() == ["Handgun", "Shotgun", "mAP"]
+        assert list(frame.columns[:2]) == ["class", "ap"]
+    assert "ap\\_before" in (ssd / "tables" / "openimages_ap.tex").read_text()
+    assert (ssd / "figures" / "voc_ap.png").stat().st_size > 1000
+
+    # the contract with the ONNX/serving study
+    finetune = ssd / "finetune"
+    labels = read_label_file(finetune / "labels.txt")
+    assert labels == ["BACKGROUND", "Handgun", "Shotgun"]
+    model = mobilenet_v1_ssd(num_classes=len(labels), width_mult=0.25, image_size=64)
+    model.load_state_dict(torch.load(finetune / "checkpoint.pt", weights_only=True), strict=True)
+    provenance = json.loads((finetune / "provenance.json").read_text())
+    assert provenance["classes"] == labels and provenance["config"]["ssd"]["model"]["width_mult"] == 0.25
+    assert len(OpenImagesDataset(work / "resources" / "data" / "openimages", "test", labels[1:])) == 8
+    assert len(pd.read_csv(finetune / "steps.csv")) == 2 * 4  # 20 images in batches of 5, two epochs
+    assert json.loads((ssd / "openimages" / "provenance.json").read_text())["before"].startswith("initial.pt")
+
+    # bad input, through the rules: a missing image and a degenerate box are counted and skipped ...
+    data = work / "resources" / "data" / "openimages"
+    subset = pd.read_csv(data / "sub-test-annotations-bbox.csv", dtype={"ImageID": str})
+    first, last = sorted(set(subset.ImageID))[0], sorted(set(subset.ImageID))[-1]
+    (data / "test" / f"{first}.jpg").unlink()
+    subset.loc[subset.ImageID == last, "XMax"] = subset.loc[subset.ImageID == last, "XMin"]  # empty boxes
+    subset.to_csv(data / "sub-test-annotations-bbox.csv", index=False)
+    rerun = ("results/ssd/openimages/ap_after.csv", "--cores", "1", "--configfile", str(path), "--forcerun",
+             "ssd_eval_openimages", "--allowed-rules", "ssd_eval_openimages", "--rerun-triggers", "code")
+    rc, text = snakemake(*rerun, cwd=work)
+    assert rc == 0, text[-5000:]
+    record = json.loads((ssd / "openimages" / "provenance.json").read_text())
+    assert record["missing_images"] == 1 and record["dropped_boxes"] == int((subset.ImageID == last).sum())
+    assert "skipped 1 images missing" in (work / "logs" / "ssd" / "eval_openimages.log").read_text()
+    # ... and a label file that does not match the checkpoint fails naming both counts
+    (finetune / "labels.txt").write_text("BACKGROUND\nHandgun\nShotgun\nRifle\n")
+    rc, text = snakemake(*rerun, cwd=work)
+    assert rc != 0
+    assert "lists 4 classes (BACKGROUND included) but the checkpoint's classification heads predict 3" in (
+        work / "logs" / "ssd" / "eval_openimages.log").read_text()
