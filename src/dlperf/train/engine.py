@@ -126,6 +126,10 @@ def train(model: nn.Module, train_data: DeviceImages, eval_data: dict[str, Devic
     log = log or sys.stderr   # looked up per call: a script's log redirection replaces sys.stderr after import
     run_dir, state_dir = Path(run_dir), Path(state_dir)
     device = train_data.device
+    if device.type == "cpu":
+        # Vanishing signals (plain VGG-38's gradients, Adam's averages of their squares) can reach subnormal floats,
+        # which x86 CPUs process many times slower; flushed to zero they change no result worth having.
+        torch.set_flush_denormal(True)
     autocast = cfg.amp == "bf16" or (cfg.amp == "auto" and device.type == "cuda")
     channels_last = cfg.channels_last == "on" or (cfg.channels_last == "auto" and device.type == "cuda")
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
