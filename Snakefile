@@ -20,6 +20,7 @@ include: "rules/data.smk"
 include: "rules/optimus.smk"
 include: "rules/flops.smk"
 include: "rules/depth.smk"
+include: "rules/compress.smk"
 include: "rules/report.smk"
 
 
