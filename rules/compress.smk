@@ -27,7 +27,7 @@ rule compress_prune:
     benchmark:
         "benchmarks/compress/prune_{arch}-{device}-s{seed}-sp{sparsity}.tsv"
     wildcard_constraints:
-        sparsity="0\\.[0-9]+",
+        sparsity="0(\\.[0-9]+)?",
     threads: config["threads"]
     resources:
         gpu=gpu_slots,
