@@ -2,6 +2,7 @@
 Deep Compression's ratio, and Hinton's distillation loss against hand-computed values."""
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -332,3 +333,28 @@ def test_the_summary_has_the_contract_columns_and_speedups_over_the_same_runtime
     assert speedup["prune_retrain"] == 1.25 and speedup["distill"] == 3.0
     assert summary.set_index("setting").loc["resnet20 student soft targets T=4 alpha=0.9", "metric_value"] == 0.55
     assert json.loads(summary.to_json(orient="records"))[0]["method"] == "baseline"
+
+
+def test_the_report_values_come_from_the_results_the_fixture_writes(tmp_path):
+    import yaml
+    from snakemake.utils import validate
+
+    from dlperf.report.values import STUDIES
+    from report_fixtures_compress import write_compress
+
+    root = Path(__file__).resolve().parents[1]
+    cfg = yaml.safe_load((root / "config" / "config.yaml").read_text())
+    validate(cfg, str(root / "config" / "schema.yaml"))
+    write_compress(tmp_path, cfg)
+    out = tmp_path / "results" / "compress"
+    macros = STUDIES["compress"](
+        summary=pd.read_csv(out / "summary.csv"), pruning=pd.read_csv(out / "pruning.csv"),
+        classifier=pd.read_csv(out / "quantize" / "classifier.csv"), latency=pd.read_csv(out / "quantize" / "latency.csv"),
+        sharing=pd.read_csv(out / "share" / "sharing.csv"), distill=pd.read_csv(out / "distill.csv"),
+        quantize=json.loads((out / "quantize" / "provenance.json").read_text()), settings=cfg["compress"], ssd=False)
+    assert macros["CompressStaticTop"] == "40.8" and macros["CompressOrtTop"] == "41.0"
+    assert macros["CompressStaticSpeedupBOne"] == f"{2.4 / 1.2:.2f}"        # FP32 onnxruntime over static INT8
+    assert macros["CompressGoalMet"] == "yes" and macros["CompressStaticLoss"] == "0.2"
+    assert macros["CompressKdBetter"] == "yes" and macros["CompressKdGain"] == "1.5"
+    assert macros["CompressHasControl"] == "yes" and macros["CompressRetrainedAccuracySNinety"] == "41.1"
+    assert all(name.startswith("Compress") and name.isalpha() for name in macros)

@@ -363,7 +363,7 @@ def _pruning_values(pruning: pd.DataFrame, prune: Mapping) -> dict:
         "TopRetrainedAccuracy": percent(top.retrained_test_acc),
         "TopNonzero": count(int(top.nonzero_params)),
         "TopSizeRatio": fixed(top.dense_size_bytes / top.size_bytes, 2),
-        "MaxSparsityError": significant(float((df.achieved_sparsity - df.sparsity).abs().max() * 100), 2),
+        "PrunableWeights": count(int(df.prunable_weights.iloc[0])),
     }
     for row in pruned.itertuples():
         key = round(100 * row.sparsity)
