@@ -415,6 +415,8 @@ def _quantize_values(classifier: pd.DataFrame, latency: pd.DataFrame, q: Mapping
     values["StaticSpeedupFirst"] = values[macro_name("StaticSpeedup", "b", batches[0])]
     values["StaticSpeedupLast"] = values[macro_name("StaticSpeedup", "b", batches[-1])]
     values["OrtOverEagerFirst"] = values[macro_name("OrtOverEager", "b", batches[0])]
+    values["DynamicSpeedupFirst"] = values[macro_name("DynamicSpeedup", "b", batches[0])]
+    values["DynamicFaster"] = yes_no(on[("ort_fp32", batches[0])] > on[("ort_int8_dynamic", batches[0])])
     values["GoalMet"] = yes_no(any(goal))
     values["GoalBatches"] = words(b for b, met in zip(batches, goal) if met) if any(goal) else "none"
     return values
@@ -457,6 +459,7 @@ def _distill_values(distill: pd.DataFrame, d: Mapping) -> dict:
         "KdAccuracy": percent(kd.test_acc),
         "KdGain": fixed(abs(gain), 1),
         "KdBetter": yes_no(gain > 0),
+        "TeacherAhead": yes_no(teacher.test_acc > labels.test_acc),
         "TeacherParamsMillions": significant(teacher.params / 1e6),
         "StudentParamsMillions": significant(kd.params / 1e6),
         "StudentSpeedup": fixed(teacher.latency_ms / kd.latency_ms, 2),
