@@ -120,5 +120,5 @@ def size_accuracy_figure(summary: pd.DataFrame):
                     label=method.replace("_", " "), ls="none")
         ax.set_xscale("log")
         ax.set(xlabel="size (kB)", ylabel=f"{'top-1 accuracy' if metric == 'top1' else metric} (%)")
-        ax.legend(fontsize=6)
+        ax.legend(fontsize=6, loc="best")
     return fig
