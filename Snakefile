@@ -22,6 +22,7 @@ include: "rules/flops.smk"
 include: "rules/depth.smk"
 include: "rules/transfer.smk"
 include: "rules/ssd.smk"
+include: "rules/compress.smk"
 include: "rules/report.smk"
 include: "rules/serve.smk"
 

@@ -101,7 +101,8 @@ def check_device_labels():
     """Every device label a study names must be declared under `devices` (the schema cannot cross-reference)."""
     used = {"optimus.devices": config["optimus"]["devices"], "flops.measure.device": [config["flops"]["measure"]["device"]],
             "depth.device": [config["depth"]["device"]],
-            "optimus.speed_model.device": [config["optimus"]["speed_model"]["device"]]}
+            "optimus.speed_model.device": [config["optimus"]["speed_model"]["device"]],
+            "compress.device": [config["compress"]["device"]]}
     if "transfer" in config:
         used["transfer.device"] = [config["transfer"]["device"]]
     if "ssd" in config:
@@ -172,6 +173,10 @@ def all_outputs():
         "results/depth/figures/grad_flow.pdf",
         "results/depth/figures/curves.pdf",
         *serve_outputs(),
+        "results/compress/summary.csv",
+        "results/compress/tables/summary.tex",
+        "results/compress/figures/accuracy_sparsity.pdf",
+        "results/compress/figures/size_accuracy.pdf",
         "results/report/report.pdf",
     ] + ssd_outputs()
 
@@ -180,7 +185,8 @@ def all_outputs():
 def training_runs():
     """Every training run of the workflow, as (study, run directory)."""
     return ([("optimus", run) for run in optimus_runs()] + [("depth", run) for run in depth_runs()]
-            + [("transfer", run) for run in transfer_trained_runs()])
+            + [("transfer", run) for run in transfer_trained_runs()]
+            + [("compress", run) for run in compress_prune_runs() + compress_distill_runs()])
 
 
 # ---- Depth ---------------------------------------------------------------------------------------------------
@@ -597,6 +603,79 @@ def report_ssd():
     }
 
 
+# ---- Compress ------------------------------------------------------------------------------------------------
+COMPRESS_PRUNE_RUNS = "results/compress/prune/{arch}-{device}-s{seed}-sp{sparsity}"
+COMPRESS_DISTILL_RUNS = "results/compress/distill/{arch}-{mode}-{device}-s{seed}"
+COMPRESS_MODES = ("labels", "kd")  # a distillation student trained on labels only, and on soft targets
+
+
+def compress_source(arch):
+    """The Optimus run of ``arch`` that the compress study reuses: its device label and seed."""
+    c = config["compress"]
+    return OPTIMUS_RUNS.format(arch=arch, device=c["device"], seed=c["seed"])
+
+
+def sparsity_label(sparsity):
+    """0.5 -> '0.5': a sparsity as it appears in run names."""
+    return f"{sparsity:g}"
+
+
+def compress_prune_runs():
+    c = config["compress"]
+    return [COMPRESS_PRUNE_RUNS.format(arch=c["arch"], device=c["device"], seed=c["seed"],
+                                       sparsity=sparsity_label(s)) for s in c["prune"]["sparsities"]]
+
+
+def compress_distill_runs():
+    c = config["compress"]
+    return [COMPRESS_DISTILL_RUNS.format(arch=c["distill"]["student"], mode=mode, device=c["device"], seed=c["seed"])
+            for mode in COMPRESS_MODES]
+
+
+def compress_ssd():
+    """Whether the SSD is quantized too (compress.quantize.ssd): it needs the SSD study's ONNX file."""
+    return config["compress"]["quantize"]["ssd"]
+
+
+def compress_summary_inputs():
+    inputs = {
+        "pruning": "results/compress/pruning.csv",
+        "classifier": "results/compress/quantize/classifier.csv",
+        "latency": "results/compress/quantize/latency.csv",
+        "sharing": "results/compress/share/sharing.csv",
+        "distill": "results/compress/distill.csv",
+    }
+    if compress_ssd():
+        inputs["ssd"] = "results/compress/quantize/ssd.csv"
+        inputs["ssd_latency"] = "results/compress/quantize/ssd_latency.csv"
+    return inputs
+
+
+def report_compress():
+    c = config["compress"]
+    return {
+        "values": {  # keyword arguments of dlperf.report.values.compress_values
+            "summary": "results/compress/summary.csv",
+            "pruning": "results/compress/pruning.csv",
+            "classifier": "results/compress/quantize/classifier.csv",
+            "latency": "results/compress/quantize/latency.csv",
+            "sharing": "results/compress/share/sharing.csv",
+            "distill": "results/compress/distill.csv",
+            "quantize": "results/compress/quantize/provenance.json",
+        },
+        "params": {"settings": c, "ssd": compress_ssd()},
+        "includes": [
+            "results/compress/figures/accuracy_sparsity.pdf",
+            "results/compress/figures/size_accuracy.pdf",
+            "results/compress/tables/summary.tex",
+        ],
+        "provenance": [f"{run}/provenance.json" for run in compress_prune_runs() + compress_distill_runs()] + [
+            "results/compress/quantize/provenance.json",
+            "results/compress/share/provenance.json",
+        ],
+    }
+
+
 # ---- Report sections -----------------------------------------------------------------------------------------
 # Section order of the report, as the course presents the studies: a study's key in the config -> what its section
 # reads and includes (the report_<study> functions above).
@@ -607,4 +686,5 @@ REPORT_STUDIES = {
     "depth": report_depth,
     "ssd": report_ssd,
     "serve": report_serve,
+    "compress": report_compress,
 }

@@ -112,7 +112,9 @@ def _fmt(v) -> str:
 def train(model: nn.Module, train_data: DeviceImages, eval_data: dict[str, DeviceImages], cfg: TrainConfig, *,
           run_dir: Path, state_dir: Path, run_name: str, flops_per_image: float | None = None,
           peak_flops: float | None = None, after_backward: Callable[[int, nn.Module], None] | None = None,
-          stateful: dict | None = None, fingerprint: str = "", log=None) -> dict:
+          stateful: dict | None = None, fingerprint: str = "",
+          loss_fn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+          log=None) -> dict:
     """Train ``model`` and write the run's files; return the final metrics (also in ``metrics.json``).
 
     ``flops_per_image`` (forward + backward FLOPs of one image) and ``peak_flops`` (the device's peak FLOP/s)
@@ -120,7 +122,8 @@ def train(model: nn.Module, train_data: DeviceImages, eval_data: dict[str, Devic
     backward pass, before the optimizer step (gradient recorders use it). ``fingerprint`` identifies what is
     being trained (config, data, model): saved state with another fingerprint is stale and is not resumed.
     ``stateful`` objects (``state_dict``/``load_state_dict``, e.g. a gradient recorder) are saved and restored
-    with the run's resumable state.
+    with the run's resumable state. ``loss_fn(logits, labels, images)`` replaces the cross-entropy of the training
+    steps (a distillation loss runs its teacher on ``images``); evaluation always reports cross-entropy.
     """
     stateful = stateful or {}
     log = log or sys.stderr   # looked up per call: a script's log redirection replaces sys.stderr after import
@@ -178,7 +181,8 @@ def train(model: nn.Module, train_data: DeviceImages, eval_data: dict[str, Devic
                 group["lr"] = lr
             with torch.autocast(device.type, torch.bfloat16, enabled=autocast):
                 logits = forward(x.contiguous(memory_format=memory_format))
-                loss = nn.functional.cross_entropy(logits.float(), y)
+                loss = (nn.functional.cross_entropy(logits.float(), y) if loss_fn is None
+                        else loss_fn(logits.float(), y, x))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if after_backward is not None:

@@ -1,0 +1,75 @@
+"""Prune a trained Optimus model to one sparsity, then re-train it with the masks fixed (rule: compress_prune)."""
+import json
+from pathlib import Path
+
+import torch
+
+from dlperf.atomic import atomic_write
+from dlperf.compress.evaluation import accuracy, eager_latency, load_classifier
+from dlperf.compress.pruning import (
+    check_masks_kept,
+    dense_size_bytes,
+    make_permanent,
+    masks,
+    nonzero_params,
+    prune_global,
+    sparse_size_bytes,
+    sparsity_table,
+)
+from dlperf.data.cifar import read_cifar10
+from dlperf.perf.flops import model_flops_per_step
+from dlperf.provenance import Provenance
+from dlperf.train.data import DeviceImages
+from dlperf.train.engine import TrainConfig, seed_everything, select_device, train
+from dlperf.workflow import fingerprint, limit_threads, script_logging
+
+with script_logging(snakemake.log[0]):
+    wc, p = snakemake.wildcards, snakemake.params
+    limit_threads(snakemake.threads)
+    seed, sparsity = int(wc.seed), float(wc.sparsity)
+    cfg = TrainConfig.from_config(p.prune["train"], seed=seed)
+    device = select_device(p.accelerator)
+    data = read_cifar10(snakemake.input.data)
+    n = p.prune["n_train"] or len(data.train_y)
+    test = DeviceImages(data.test_x, data.test_y, device)
+    timing = {"warmup": p.latency["warmup"], "repeats": p.latency["repeats"]}
+    batch = p.latency["batch_sizes"][0]
+
+    model = load_classifier(wc.arch, snakemake.input.checkpoint, width=p.width, device=device)
+    dense = {"test_acc": accuracy(model, test, cfg.eval_batch_size), "nonzero_params": nonzero_params(model),
+             "size_bytes": dense_size_bytes(model.state_dict()),
+             "latency_ms": 1e3 * eager_latency(model, batch, **timing).median_s}
+    flops_per_image = model_flops_per_step(model, (3, 32, 32), batch=1)
+
+    prune_global(model, sparsity)
+    pruned_acc = accuracy(model, test, cfg.eval_batch_size)
+    kept = masks(model)
+    run = f"{wc.arch}-{wc.device}-s{seed}-sp{wc.sparsity}"
+    peak_flops = json.loads(Path(snakemake.input.peak).read_text())["peak_flops"]
+    prov = Provenance({"compress": {"arch": wc.arch, "seed": seed, "sparsity": sparsity, "prune": p.prune},
+                       "source": snakemake.input.checkpoint},
+                      device=str(device), peak_flops=peak_flops, study="compress", run=run)
+    seed_everything(seed)
+    metrics = train(model, DeviceImages(data.train_x[:n], data.train_y[:n], device), {"test": test}, cfg,
+                    run_dir=Path(snakemake.output.epochs).parent, state_dir=Path(p.state_dir), run_name=run,
+                    flops_per_image=flops_per_image, peak_flops=peak_flops,
+                    fingerprint=fingerprint(wc.arch, seed, sparsity, p.prune, n, str(device)))
+    check_masks_kept(model, kept)
+    make_permanent(model)
+    table = sparsity_table(model)
+    table.to_csv(snakemake.output.sparsity, index=False)
+    with atomic_write(snakemake.output.checkpoint, "wb") as fh:   # plain weights: loads into cifar_model as is
+        torch.save({"model": model.state_dict(), "epoch": cfg.epochs, "best_epoch": None, "sparsity": sparsity}, fh)
+    result = {
+        "arch": wc.arch, "sparsity": sparsity, "achieved_sparsity": float(table.sparsity.iloc[-1]),
+        "pruned_weights": int(table.zeros.iloc[-1]), "prunable_weights": int(table.params.iloc[-1]),
+        "nonzero_params": nonzero_params(model), "size_bytes": sparse_size_bytes(model),
+        "pruned_test_acc": pruned_acc, "retrained_test_acc": accuracy(model, test, cfg.eval_batch_size),
+        "latency_ms": 1e3 * eager_latency(model, batch, **timing).median_s, "latency_batch": batch,
+        "retrain_images": n, "retrain_epochs": cfg.epochs,
+        **{f"dense_{k}": v for k, v in dense.items()},
+    }
+    with atomic_write(snakemake.output.pruning) as fh:
+        json.dump(result, fh, indent=2)
+    prov.write(snakemake.output.provenance, metrics=metrics, pruning=result, flops_per_image=flops_per_image)
+    print(json.dumps(result, indent=2))

@@ -1,0 +1,82 @@
+"""Export the trained classifier to ONNX, quantize it to INT8 (dynamic and static), and measure accuracy, size and
+CPU latency of every variant against FP32 onnxruntime and PyTorch eager (rule: compress_quantize)."""
+import os
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from dlperf.compress.evaluation import accuracy, latency_images, load_classifier, time_eager
+from dlperf.compress.pruning import dense_size_bytes, nonzero_params
+from dlperf.compress.quantize import (
+    ArrayCalibrationReader,
+    agreement,
+    export_onnx,
+    preprocess,
+    quantize_dynamic_model,
+    quantize_static_model,
+    session,
+    session_outputs,
+    time_session,
+)
+from dlperf.data.cifar import read_cifar10
+from dlperf.provenance import Provenance
+from dlperf.train.data import DeviceImages
+from dlperf.workflow import limit_threads, script_logging
+
+with script_logging(snakemake.log[0]):
+    p, out = snakemake.params, snakemake.output
+    q, lat = p.quantize, p.latency
+    threads = snakemake.threads
+    limit_threads(threads)
+    prov = Provenance({"compress": {"arch": p.arch, "quantize": q, "latency": lat}, "threads": threads,
+                       "source": snakemake.input.checkpoint}, device="cpu", study="compress")
+    data = read_cifar10(snakemake.input.data)
+    model = load_classifier(p.arch, snakemake.input.checkpoint, width=p.width)
+    test = DeviceImages(data.test_x, data.test_y, "cpu")
+    test_images = torch.cat([x for x, _ in test.batches(q["eval_batch_size"], shuffle=False)])
+    labels = test.labels.numpy()
+    calibration = DeviceImages(data.train_x[:q["calibration_images"]], data.train_y[:q["calibration_images"]], "cpu")
+
+    with tempfile.TemporaryDirectory() as tmp:   # the exporter's graph; the FP32 model is its pre-processed form
+        raw = export_onnx(model, test_images[:2], Path(tmp) / "classifier.onnx")
+        preprocess(raw, out.fp32)
+    reader = ArrayCalibrationReader("input", (x.numpy() for x, _ in calibration.batches(
+        q["calibration_batch_size"], shuffle=False)))
+    quantize_static_model(out.fp32, out.static, reader, quant_format=q["format"],
+                          activation_type=q["activation_type"], weight_type=q["weight_type"],
+                          per_channel=q["per_channel"], reduce_range=q["reduce_range"],
+                          calibrate_method=q["calibrate_method"])
+    quantize_dynamic_model(out.fp32, out.dynamic, weight_type=q["dynamic_weight_type"])
+
+    with torch.inference_mode():
+        reference = model(test_images).numpy()
+    params = nonzero_params(model)
+    rows = [{"variant": "eager_fp32", "runtime": "pytorch", "file": "", "size_bytes": dense_size_bytes(model.state_dict()),
+             "nonzero_params": params, "top1": accuracy(model, test, q["eval_batch_size"]),
+             **agreement(reference, reference)}]
+    timings = []
+    for batch in lat["batch_sizes"]:
+        t = time_eager(model, latency_images(batch), warmup=lat["warmup"], repeats=lat["repeats"])
+        timings.append({"model": "classifier", "variant": "eager_fp32", "batch": batch, "median_ms": 1e3 * t.median_s,
+                        "p10_ms": 1e3 * t.p10_s, "p90_ms": 1e3 * t.p90_s})
+    images = test_images.numpy()
+    for variant, path in (("ort_fp32", out.fp32), ("ort_int8_dynamic", out.dynamic), ("ort_int8_static", out.static)):
+        sess = session(path, threads)
+        logits = session_outputs(sess, images, q["eval_batch_size"])
+        rows.append({"variant": variant, "runtime": "onnxruntime", "file": Path(path).name,
+                     "size_bytes": os.path.getsize(path), "nonzero_params": params,
+                     "top1": float((logits.argmax(1) == labels).mean()), **agreement(logits, reference)})
+        for batch in lat["batch_sizes"]:
+            t = time_session(sess, latency_images(batch).numpy(), warmup=lat["warmup"], repeats=lat["repeats"])
+            timings.append({"model": "classifier", "variant": variant, "batch": batch, "median_ms": 1e3 * t.median_s,
+                            "p10_ms": 1e3 * t.p10_s, "p90_ms": 1e3 * t.p90_s})
+    table = pd.DataFrame(rows)
+    table.to_csv(out.csv, index=False)
+    latency = pd.DataFrame(timings)
+    latency.to_csv(out.latency, index=False)
+    prov.write(out.provenance, calibration_images=reader.images, test_images=len(labels),
+               onnxruntime_providers=["CPUExecutionProvider"])
+    print(table.to_string(index=False))
+    print(latency.to_string(index=False))

@@ -1,0 +1,94 @@
+"""What the compress rules write, for tests that build the report from a fixture results tree (tests/test_report.py:
+call ``write_compress(repo, cfg)`` beside ``write_optimus`` and ``write_flops``).
+
+Numbers are made up but consistent: ResNet-20 at 41 % dense, static INT8 at 40.8 % and 1.6x faster than FP32
+onnxruntime at batch 1, 2.2x at 32; KD student 1.5 points better than its labels-only twin.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from dlperf.compress.summary import accuracy_sparsity_figure, size_accuracy_figure, summary_frame, summary_table
+from dlperf.report.style import save_figure
+from dlperf.report.tables import write_table
+
+PROVENANCE = {"git": {"commit": "0123456789abcdef0123", "dirty": False},
+              "packages": {"python": "3.11.7", "dlperf": "0.1.0", "torch": "2.14.1", "torchvision": "0.29.1",
+                           "snakemake": "9.27.1"},
+              "device": "cpu", "cpu": "Fixture CPU", "cpu_count": 2, "peak_flops": 4.0e10,
+              "start": "2026-01-02T10:00:00+00:00", "end": "2026-01-02T10:05:00+00:00"}
+
+
+def _json(path: Path, record: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record, indent=2))
+
+
+def _csv(path: Path, df: pd.DataFrame) -> pd.DataFrame:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    df.to_csv(path, index=False)
+    return df
+
+
+def write_compress(root: Path, cfg: dict) -> None:
+    c, out = cfg["compress"], Path(root) / "results" / "compress"
+    arch, device, seed = c["arch"], c["device"], c["seed"]
+    d = c["distill"]
+    batches = c["latency"]["batch_sizes"]
+    dense_bytes, dense_params = 1_084_544, 269_722
+    pruning = _csv(out / "pruning.csv", pd.DataFrame([
+        {"arch": arch, "sparsity": s, "achieved_sparsity": s, "pruned_weights": round(s * 268_336),
+         "prunable_weights": 268_336, "nonzero_params": dense_params - round(s * 268_336),
+         "size_bytes": int(dense_bytes * (1 - 0.9 * s)) + 33_542, "pruned_test_acc": 0.41 - 0.3 * s ** 3,
+         "retrained_test_acc": 0.52 - 0.15 * s ** 3, "latency_ms": 5.5, "latency_batch": batches[0],
+         "retrain_images": c["prune"]["n_train"] or 5000, "retrain_epochs": c["prune"]["train"]["epochs"],
+         "dense_test_acc": 0.41, "dense_nonzero_params": dense_params, "dense_size_bytes": dense_bytes,
+         "dense_latency_ms": 5.6} for s in c["prune"]["sparsities"]]))
+    classifier = _csv(out / "quantize" / "classifier.csv", pd.DataFrame([
+        {"variant": v, "runtime": rt, "file": f, "size_bytes": size, "nonzero_params": dense_params, "top1": acc,
+         "top1_agreement": agree, "max_abs_diff": diff, "mean_abs_diff": diff / 10, "max_rel_diff": diff / 20}
+        for v, rt, f, size, acc, agree, diff in [
+            ("eager_fp32", "pytorch", "", dense_bytes, 0.41, 1.0, 0.0),
+            ("ort_fp32", "onnxruntime", "classifier.fp32.onnx", 1_161_180, 0.41, 1.0, 5e-6),
+            ("ort_int8_dynamic", "onnxruntime", "classifier.int8_dynamic.onnx", 343_235, 0.409, 0.986, 0.22),
+            ("ort_int8_static", "onnxruntime", "classifier.int8_static.onnx", 372_117, 0.408, 0.976, 1.1)]]))
+    per_image = {"eager_fp32": 2.3, "ort_fp32": 2.0, "ort_int8_dynamic": 2.3, "ort_int8_static": 0.9}
+    overhead = {"eager_fp32": 5.0, "ort_fp32": 0.4, "ort_int8_dynamic": 1.2, "ort_int8_static": 0.3}
+    latency = _csv(out / "quantize" / "latency.csv", pd.DataFrame([
+        {"model": "classifier", "variant": v, "batch": b, "median_ms": overhead[v] + per_image[v] * b,
+         "p10_ms": overhead[v] + 0.9 * per_image[v] * b, "p90_ms": overhead[v] + 1.2 * per_image[v] * b}
+        for v in per_image for b in batches]))
+    _json(out / "quantize" / "provenance.json",
+          {"config": {"compress": {"arch": arch, "quantize": c["quantize"], "latency": c["latency"]}, "threads": 1},
+           **PROVENANCE, "calibration_images": c["quantize"]["calibration_images"], "test_images": 1000})
+    sharing = _csv(out / "share" / "sharing.csv", pd.DataFrame([
+        {"clusters": k, "index_bits": max(1, (k - 1).bit_length()), "bits_before": 8_586_752,
+         "bits_after": 268_336 * max(1, (k - 1).bit_length()) + 22 * k * 32,
+         "ratio": 8_586_752 / (268_336 * max(1, (k - 1).bit_length()) + 22 * k * 32), "size_bytes": 40_000 + 34_000 * i,
+         "nonzero_params": dense_params, "top1": min(0.41, 0.1 + 0.08 * 2 ** i), "dense_top1": 0.41,
+         "latency_ms": 5.6, "dense_latency_ms": 5.6, "latency_batch": batches[0]}
+        for i, k in enumerate(sorted(c["share"]["clusters"]))]))
+    _json(out / "share" / "provenance.json", {"config": {"compress": {"arch": arch, "share": c["share"]}},
+                                              **PROVENANCE})
+    distill = _csv(out / "distill.csv", pd.DataFrame([
+        {"role": role, "mode": mode, "arch": a, "params": params, "nonzero_params": params, "size_bytes": 4 * params,
+         "test_acc": acc, "test_loss": 1.5, "latency_ms": ms, "latency_batch": batches[0], "checkpoint": ""}
+        for role, mode, a, params, acc, ms in [("teacher", "", d["teacher"], 853_018, 0.50, 15.0),
+                                               ("student", "labels", d["student"], dense_params, 0.45, 5.6),
+                                               ("student", "kd", d["student"], dense_params, 0.465, 5.6)]]))
+    for s in c["prune"]["sparsities"]:
+        _json(out / "prune" / f"{arch}-{device}-s{seed}-sp{s:g}" / "provenance.json",
+              {"config": {"compress": {"arch": arch, "sparsity": s, "prune": c["prune"]}}, **PROVENANCE,
+               "study": "compress"})
+    for mode in ("labels", "kd"):
+        _json(out / "distill" / f"{d['student']}-{mode}-{device}-s{seed}" / "provenance.json",
+              {"config": {"compress": {"student": d["student"], "mode": mode}}, **PROVENANCE, "study": "compress"})
+    summary = summary_frame(arch=arch, pruning=pruning, classifier=classifier, latency=latency, sharing=sharing,
+                            distill=distill, temperature=d["temperature"], alpha=d["alpha"])
+    _csv(out / "summary.csv", summary)
+    write_table(summary_table(summary), out / "tables" / "summary.tex")
+    save_figure(accuracy_sparsity_figure(pruning), out / "figures" / "accuracy_sparsity.pdf")
+    save_figure(size_accuracy_figure(summary), out / "figures" / "size_accuracy.pdf")
