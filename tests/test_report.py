@@ -30,6 +30,7 @@ from dlperf.report.style import figure, save_figure
 from dlperf.report.tables import write_table
 from dlperf.report.values import count, merge, significant
 from dlperf.workflow import lr_label
+from report_fixtures_compress import write_compress
 from report_fixtures_serve import write_serve
 from report_fixtures_ssd import write_ssd
 
@@ -295,6 +296,7 @@ def built(tmp_path_factory):
     write_transfer(repo, cfg)
     write_ssd(repo, cfg)
     write_serve(repo, cfg)
+    write_compress(repo, cfg)
     # Only the report's rules may run: the fixture stands in for everything upstream.
     snakemake(repo, "--cores", "1", "--allowed-rules", "report_values", "report_pdf", "--", REPORT)
     return repo
@@ -313,7 +315,8 @@ def test_the_sections_are_those_of_the_studies_in_the_config(built):
     sections = (built / "results/report/sections.tex").read_text()
     assert [line for line in sections.splitlines() if line.startswith("\\input")] == [
         r"\input{report/sections/transfer}", r"\input{report/sections/flops}", r"\input{report/sections/optimus}",
-        r"\input{report/sections/depth}", r"\input{report/sections/ssd}", r"\input{report/sections/serve}"]
+        r"\input{report/sections/depth}", r"\input{report/sections/ssd}", r"\input{report/sections/serve}",
+        r"\input{report/sections/compress}"]
 
 
 @needs_latex
