@@ -42,14 +42,14 @@ def test_the_full_config_builds_the_compress_dag_without_any_data():
     counts = job_counts(text)
     assert counts["compress_prune"] == 7 and counts["compress_distill"] == 2   # seven sparsities, the control 0 included; kd and labels
     assert counts["optimus_train"] == 2          # the ResNet-20 and ResNet-56 runs reused, on the v100 label
-    assert "compress_quantize_ssd" not in counts  # the SSD switch is off
+    assert counts["compress_quantize_ssd"] == 1   # the SSD study's detector is quantized too
     assert "results/optimus/runs/resnet56-v100-s0/checkpoint.pt" in text
 
 
 def small_config(cfg: dict) -> dict:
     """The embedded default, smaller: ResNet-8 compressed, a ResNet-20 teacher, every run a few steps."""
-    cfg["data"] = {"cifar10": {"source": "synthetic", "synthetic": {"n_train": 500, "n_test": 200, "noise": 0.4,
-                                                                      "seed": 10}}}
+    cfg["data"]["cifar10"] = {"source": "synthetic", "synthetic": {"n_train": 500, "n_test": 200, "noise": 0.4,
+                                                                      "seed": 10}}
     cfg["threads"] = 1
     cfg["optimus"]["n_train"] = 256
     cfg["optimus"]["train"]["epochs"] = 2
