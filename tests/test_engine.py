@@ -14,7 +14,7 @@ import torch
 
 from dlperf.models import cifar_model
 from dlperf.train.data import Augment, DeviceImages, batch_crop, batch_flip, epoch_generator
-from dlperf.train.engine import NonFiniteLossError, TrainConfig, seed_everything, train
+from dlperf.train.engine import NonFiniteLossError, TrainConfig, seed_everything, subnormals_flushed, train
 from dlperf.train.schedule import Schedule
 
 SRC = Path(__file__).resolve().parents[1] / "src"
@@ -145,6 +145,25 @@ def test_frozen_parameters_are_not_updated(tmp_path):
     train(model, DeviceImages(x, y, "cpu"), {}, tiny_config(epochs=1), run_dir=tmp_path / "f",
           state_dir=tmp_path / "f" / "resume", run_name="f")
     assert torch.equal(model.conv1.weight, before)
+
+
+def test_a_cpu_run_flushes_subnormals_while_it_lasts_and_leaves_ieee_arithmetic_behind(tmp_path):
+    smallest_normal = sys.float_info.min
+    seen = []
+    x, y = tiny_data(64)
+    train(cifar_model("resnet8", 4), DeviceImages(x, y, "cpu"), {}, tiny_config(epochs=1), run_dir=tmp_path / "s",
+          state_dir=tmp_path / "s" / "resume", run_name="s",
+          after_backward=lambda step, model: seen.append(smallest_normal / 2))
+    assert seen and set(seen) == {0.0}                         # flushed during the steps
+    assert smallest_normal / 2 > 0.0                           # subnormals are back once the run returns
+
+
+def test_subnormals_flushed_keeps_a_mode_it_found_on():
+    with subnormals_flushed():
+        with subnormals_flushed():
+            pass
+        assert sys.float_info.min / 2 == 0.0
+    assert sys.float_info.min / 2 > 0.0
 
 
 def test_multistep_per_epoch_drops_exactly_at_the_milestones():

@@ -10,11 +10,13 @@ schedule is a closed form, and model, optimizer and RNG state are restored).
 """
 from __future__ import annotations
 
+import functools
 import json
 import math
 import shutil
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -109,6 +111,35 @@ def _fmt(v) -> str:
     return repr(v) if isinstance(v, float) and math.isfinite(v) else str(v)
 
 
+@contextmanager
+def subnormals_flushed(enabled: bool = True):
+    """Flush subnormal floats to zero inside the block, and put the thread's previous mode back after it.
+
+    Vanishing signals (plain VGG-38's gradients, Adam's averages of their squares) can reach subnormal floats, which
+    x86 CPUs process many times slower; flushed to zero they change no result worth having. The mode is global
+    processor state of the calling thread (Python's own float arithmetic obeys it too), so it must not outlive the
+    training run: code that runs later in the process, a property-based test generating floats among it, expects
+    IEEE-754 subnormals.
+    """
+    already = sys.float_info.min / 2 == 0.0
+    if enabled and not already:
+        torch.set_flush_denormal(True)
+    try:
+        yield
+    finally:
+        if enabled and not already:
+            torch.set_flush_denormal(False)
+
+
+def _flushing_subnormals_on_cpu(fn):
+    @functools.wraps(fn)
+    def wrapper(model, train_data, *args, **kwargs):
+        with subnormals_flushed(train_data.device.type == "cpu"):
+            return fn(model, train_data, *args, **kwargs)
+    return wrapper
+
+
+@_flushing_subnormals_on_cpu
 def train(model: nn.Module, train_data: DeviceImages, eval_data: dict[str, DeviceImages], cfg: TrainConfig, *,
           run_dir: Path, state_dir: Path, run_name: str, flops_per_image: float | None = None,
           peak_flops: float | None = None, after_backward: Callable[[int, nn.Module], None] | None = None,
@@ -123,16 +154,13 @@ def train(model: nn.Module, train_data: DeviceImages, eval_data: dict[str, Devic
     being trained (config, data, model): saved state with another fingerprint is stale and is not resumed.
     ``stateful`` objects (``state_dict``/``load_state_dict``, e.g. a gradient recorder) are saved and restored
     with the run's resumable state. ``loss_fn(logits, labels, images)`` replaces the cross-entropy of the training
-    steps (a distillation loss runs its teacher on ``images``); evaluation always reports cross-entropy.
+    steps (a distillation loss runs its teacher on ``images``); evaluation always reports cross-entropy. On the CPU,
+    subnormal floats are flushed to zero while the run lasts (``subnormals_flushed``).
     """
     stateful = stateful or {}
     log = log or sys.stderr   # looked up per call: a script's log redirection replaces sys.stderr after import
     run_dir, state_dir = Path(run_dir), Path(state_dir)
     device = train_data.device
-    if device.type == "cpu":
-        # Vanishing signals (plain VGG-38's gradients, Adam's averages of their squares) can reach subnormal floats,
-        # which x86 CPUs process many times slower; flushed to zero they change no result worth having.
-        torch.set_flush_denormal(True)
     autocast = cfg.amp == "bf16" or (cfg.amp == "auto" and device.type == "cuda")
     channels_last = cfg.channels_last == "on" or (cfg.channels_last == "auto" and device.type == "cuda")
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
