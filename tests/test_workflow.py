@@ -139,7 +139,12 @@ def check_depth_results(depth):
     rows = summary.set_index(["model", "lr"])
     chance = math.log(100)
     assert rows.loc[("vgg38", 1e-3), "train_loss"] == pytest.approx(chance, abs=0.05)
-    assert rows.loc[("vgg38_bn", 1e-3), "val_loss"] < chance - 0.1
+    # The table's row is the epoch of best validation accuracy, which on 250 images of 100 classes is a matter of a
+    # few images; the curves show what trains: plain VGG-38 never leaves chance, every repaired variant does.
+    curves = {run.name: pd.read_csv(run / "epochs.csv") for run in (depth / "runs").iterdir()}
+    assert (curves["vgg38-lr1e-3-s0"].train_loss - chance).abs().max() < 0.05
+    for run in ["vgg38_bn-lr1e-3-s0", "vgg38_rc-lr1e-3-s0", "vgg38_bn_rc-lr1e-3-s0"]:
+        assert curves[run].val_loss.min() < chance - 0.2, (run, curves[run].val_loss.tolist())
     flow = pd.read_csv(depth / "grad_flow.csv")
     first_and_last = flow[flow.run == "vgg38-lr1e-3-s0"].groupby("layer", sort=False).mean_abs_grad.mean()
     assert first_and_last.iloc[0] < 1e-6 * first_and_last.iloc[-1]
