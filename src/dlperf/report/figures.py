@@ -2,25 +2,31 @@
 from __future__ import annotations
 
 import pandas as pd
+from matplotlib.lines import Line2D
 
 from dlperf.report.style import figure
 
 
 def learning_curves(runs: dict[str, pd.DataFrame], splits=("train", "test")):
-    """Loss (left) and accuracy (right) per epoch for every run; train solid, evaluation splits dashed."""
+    """Loss (left) and accuracy (right) per epoch for every run; train solid, evaluation splits dashed.
+
+    The legend sits below the panels, one entry per run (its colour) and one per split (its line style), so it
+    covers no curve however many runs there are.
+    """
     fig, (ax_loss, ax_acc) = figure("double", aspect=0.32, ncols=2)
-    styles = ["-", "--", ":", "-."]
+    styles = dict(zip(splits, ["-", "--", ":", "-."]))
+    handles = []
     for i, (name, df) in enumerate(sorted(runs.items())):
         color = f"C{i % 10}"
-        for split, ls in zip(splits, styles):
-            if f"{split}_loss" not in df:
-                continue
-            label = f"{name} {split}"
-            ax_loss.plot(df.epoch, df[f"{split}_loss"], ls, color=color, label=label)
-            ax_acc.plot(df.epoch, 100 * df[f"{split}_acc"], ls, color=color, label=label)
+        for split, ls in styles.items():
+            if f"{split}_loss" in df:
+                ax_loss.plot(df.epoch, df[f"{split}_loss"], ls, color=color)
+                ax_acc.plot(df.epoch, 100 * df[f"{split}_acc"], ls, color=color)
+        handles.append(Line2D([], [], color=color, label=name))
+    handles += [Line2D([], [], color="0.3", linestyle=ls, label=split) for split, ls in styles.items()]
     ax_loss.set(xlabel="epoch", ylabel="cross-entropy loss")
     ax_acc.set(xlabel="epoch", ylabel="accuracy (%)")
-    ax_acc.legend(loc="lower right", ncols=1 + len(runs) // 6)
+    fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.08), ncols=min(len(handles), 5))
     return fig
 
 
