@@ -36,7 +36,7 @@ from dlperf.detection.box_utils import MatchPrior
 from dlperf.detection.loss import MultiboxLoss
 from dlperf.detection.transforms import TrainAugmentation
 from dlperf.models.mobilenet_ssd import SSD
-from dlperf.train.engine import STEP_COLUMNS, NonFiniteLossError
+from dlperf.train.engine import STEP_COLUMNS, NonFiniteLossError, load_resume_state
 
 EPOCH_COLUMNS = ("epoch", "lr", "train_loss", "regression_loss", "classification_loss", "images_per_s",
                  "epoch_seconds", "wall_seconds")
@@ -164,11 +164,7 @@ def train_ssd(model: SSD, dataset, cfg: SSDTrainConfig, *, device: torch.device,
 
     start_epoch, step_rows, epoch_rows, elapsed = 0, [], [], 0.0
     last = state_dir / "last.pt"
-    state = torch.load(last, map_location=device, weights_only=True) if last.exists() else None
-    if state is not None and state.get("fingerprint") != fingerprint:
-        print(f"[{run_name}] ignoring stale resume state {last}: it was saved for another configuration",
-              file=log, flush=True)
-        state = None
+    state = load_resume_state(last, fingerprint, device, run_name, log)
     if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])

@@ -111,6 +111,19 @@ def _fmt(v) -> str:
     return repr(v) if isinstance(v, float) and math.isfinite(v) else str(v)
 
 
+def load_resume_state(last: Path, fingerprint: str, device: torch.device, run_name: str, log) -> dict | None:
+    """The resumable state saved at ``last``, or None when there is none or it was saved for another configuration
+    (another ``fingerprint``: then the run starts afresh, and says so in ``log``)."""
+    if not last.exists():
+        return None
+    state = torch.load(last, map_location=device, weights_only=True)
+    if state.get("fingerprint") != fingerprint:
+        print(f"[{run_name}] ignoring stale resume state {last}: it was saved for another configuration",
+              file=log, flush=True)
+        return None
+    return state
+
+
 @contextmanager
 def subnormals_flushed(enabled: bool = True):
     """Flush subnormal floats to zero inside the block, and put the thread's previous mode back after it.
@@ -176,11 +189,7 @@ def train(model: nn.Module, train_data: DeviceImages, eval_data: dict[str, Devic
     start_epoch, step_rows, epoch_rows, elapsed = 0, torch.zeros(0, len(STEP_COLUMNS), dtype=torch.float64), [], 0.0
     best = None
     last = state_dir / "last.pt"
-    state = torch.load(last, map_location=device, weights_only=True) if last.exists() else None
-    if state is not None and state.get("fingerprint") != fingerprint:
-        print(f"[{run_name}] ignoring stale resume state {last}: it was saved for another configuration",
-              file=log, flush=True)
-        state = None
+    state = load_resume_state(last, fingerprint, device, run_name, log)
     if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
