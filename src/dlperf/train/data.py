@@ -30,6 +30,16 @@ def epoch_generator(seed: int, epoch: int, device: torch.device) -> torch.Genera
     return gen
 
 
+def epoch_order(n: int, batch_size: int, *, shuffle: bool, seed: int, epoch: int, device: torch.device,
+                drop_last: bool = False) -> tuple[torch.Generator, list[torch.Tensor]]:
+    """The index batches of one epoch over ``n`` items, and the (seed, epoch) generator that drew them, from which
+    augmentation draws next. Images and cached features share it, so both see the same batches."""
+    gen = epoch_generator(seed, epoch, device)
+    order = torch.randperm(n, generator=gen, device=device) if shuffle else torch.arange(n, device=device)
+    stop = n - n % batch_size if drop_last else n
+    return gen, [order[start:start + batch_size] for start in range(0, stop, batch_size)]
+
+
 def batch_crop(images: torch.Tensor, padding: int, gen: torch.Generator) -> torch.Tensor:
     """Random crop of every image of a normalised NCHW batch after zero padding (the mean colour), by one gather."""
     n, c, h, w = images.shape
@@ -72,12 +82,9 @@ class DeviceImages:
 
     def batches(self, batch_size: int, *, shuffle: bool, augment: Augment = Augment(), seed: int = 0,
                 epoch: int = 0, drop_last: bool = False) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        n = len(self)
-        gen = epoch_generator(seed, epoch, self.device)
-        order = torch.randperm(n, generator=gen, device=self.device) if shuffle else torch.arange(n, device=self.device)
-        stop = n - n % batch_size if drop_last else n
-        for start in range(0, stop, batch_size):
-            idx = order[start:start + batch_size]
+        gen, index_batches = epoch_order(len(self), batch_size, shuffle=shuffle, seed=seed, epoch=epoch,
+                                         device=self.device, drop_last=drop_last)
+        for idx in index_batches:
             x = self.normalise(self.images[idx])
             if augment.crop_padding:
                 x = batch_crop(x, augment.crop_padding, gen)

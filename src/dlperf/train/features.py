@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from dlperf.atomic import atomic_write
-from dlperf.train.data import Augment, DeviceImages, epoch_generator
+from dlperf.train.data import Augment, DeviceImages, epoch_order
 
 
 class DeviceFeatures:
@@ -35,12 +35,9 @@ class DeviceFeatures:
                 epoch: int = 0, drop_last: bool = False) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         if augment != Augment():
             raise ValueError("cached features cannot be augmented: the cache holds one view per image")
-        n = len(self)
-        gen = epoch_generator(seed, epoch, self.device)
-        order = torch.randperm(n, generator=gen, device=self.device) if shuffle else torch.arange(n, device=self.device)
-        stop = n - n % batch_size if drop_last else n
-        for start in range(0, stop, batch_size):
-            idx = order[start:start + batch_size]
+        _, index_batches = epoch_order(len(self), batch_size, shuffle=shuffle, seed=seed, epoch=epoch,
+                                       device=self.device, drop_last=drop_last)
+        for idx in index_batches:
             yield self.features[idx], self.labels[idx]
 
     def steps_per_epoch(self, batch_size: int, drop_last: bool = False) -> int:
