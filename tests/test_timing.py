@@ -8,9 +8,10 @@ import pytest
 import torch
 import torchvision
 from torch import nn
+from torch.nn import functional as F
 
 from dlperf.perf.flops import count_layers
-from dlperf.perf.peak import device_name, measure_peak_flops
+from dlperf.perf.peak import device_name, measure_peak_flops, peak_kernels
 from dlperf.perf.timing import time_callable, time_forward, time_layers
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -80,6 +81,32 @@ def test_layer_timing_names_join_flop_rows():
 def test_cpu_peak_is_a_finite_positive_rate_and_the_cpu_has_a_name():
     assert 0 < measure_peak_flops("cpu", n=256, repeats=3, warmup=1) < math.inf
     assert device_name("cpu")
+
+
+@pytest.fixture
+def one_thread():
+    """One intra-op thread, as the workflow's CPU jobs run, restored afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_the_cpu_peak_is_taken_from_both_blas_and_onednn_products(one_thread):
+    kernels = peak_kernels("cpu", n=512, repeats=3, warmup=1)
+    assert set(kernels) == {"torch.mm", "onednn"}
+    assert all(0 < rate < math.inf for rate in kernels.values())
+
+
+def test_a_large_convolution_does_not_run_far_above_the_measured_peak(one_thread):
+    """The percent-of-peak denominator must be a ceiling: oneDNN's direct 3x3 convolution (what the CPU trainings
+    run) reached twice MKL's sgemm on an AVX-512 AMD core, which put training runs above 100 % of that peak."""
+    peak = measure_peak_flops("cpu", n=1024, repeats=5, warmup=2)
+    x, w = torch.randn(32, 64, 16, 16), torch.randn(64, 64, 3, 3)
+    with torch.inference_mode():
+        timing = time_callable(lambda: F.conv2d(x, w, padding=1), warmup=3, repeats=10, device="cpu")
+    achieved = 2 * 32 * 64 * 64 * 9 * 16 * 16 / timing.median_s
+    assert achieved < 1.5 * peak, (achieved / 1e9, peak / 1e9)   # was about 2x with torch.mm alone
 
 
 class GpuSpin(nn.Module):

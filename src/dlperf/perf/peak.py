@@ -1,9 +1,12 @@
 """Attainable peak FLOP/s of a device, measured, and the device's name for provenance.
 
-A large square matmul is the most efficient kernel a framework has, so its rate is the practical
+A large square matrix product is the most efficient kernel a framework has, so its rate is the practical
 ceiling that percent-of-peak (PALEO's PPP) divides by; datasheet peaks are recorded separately in the
-config. The measurement uses the current matmul precision settings (e.g. TF32 off by default), so it
-is the peak of the dtype and mode the models actually run in.
+config. On a CPU the framework has two such kernels, and either can be far behind the core: MKL's sgemm
+(``torch.mm``) takes a generic AVX2 path on AMD processors, while oneDNN (which runs the convolutions) uses
+AVX-512 there, at twice the rate on the same core. The peak is the faster of the two, so a convolution can
+no longer appear to beat it. The measurement uses the current matmul precision settings (e.g. TF32 off by
+default), so it is the peak of the dtype and mode the models actually run in.
 """
 from __future__ import annotations
 
@@ -17,11 +20,19 @@ from dlperf.perf.timing import time_callable
 
 def measure_peak_flops(device: torch.device | str, dtype: torch.dtype = torch.float32, n: int | None = None,
                        *, repeats: int = 10, warmup: int = 3) -> float:
-    """FLOP/s of an ``n``×``n`` matmul (2n³ FLOPs), from the median of ``repeats`` timed runs.
+    """FLOP/s of an ``n``×``n`` matrix product (2n³ FLOPs), from the median of ``repeats`` timed runs of the
+    fastest product kernel (``peak_kernels``).
 
     ``n`` defaults to 4096 on GPU (large enough to saturate it) and 1024 on CPU (a fraction of a
     second per product on a few cores).
     """
+    return max(peak_kernels(device, dtype, n, repeats=repeats, warmup=warmup).values())
+
+
+def peak_kernels(device: torch.device | str, dtype: torch.dtype = torch.float32, n: int | None = None,
+                 *, repeats: int = 10, warmup: int = 3) -> dict[str, float]:
+    """FLOP/s of an ``n``×``n`` product by each dense-product kernel the framework has on ``device``:
+    ``torch.mm`` (cuBLAS, or the CPU BLAS) everywhere, and oneDNN's on a CPU where torch has it (FP32 only)."""
     device = torch.device(device)
     if n is None:
         n = 1024 if device.type == "cpu" else 4096
@@ -29,8 +40,13 @@ def measure_peak_flops(device: torch.device | str, dtype: torch.dtype = torch.fl
     a = torch.randn(n, n, device=device, dtype=dtype, generator=generator)
     b = torch.randn(n, n, device=device, dtype=dtype, generator=generator)
     out = torch.empty(n, n, device=device, dtype=dtype)
-    timing = time_callable(lambda: torch.mm(a, b, out=out), warmup=warmup, repeats=repeats, device=device)
-    return 2 * n**3 / timing.median_s
+    kernels = {"torch.mm": lambda: torch.mm(a, b, out=out)}
+    if device.type == "cpu" and dtype == torch.float32 and torch.backends.mkldnn.is_available():
+        a_onednn, b_onednn = a.to_mkldnn(), b.to_mkldnn()
+        kernels["onednn"] = lambda: torch._C._nn.mkldnn_linear(a_onednn, b_onednn)
+    flops = 2 * n**3
+    return {name: flops / time_callable(fn, warmup=warmup, repeats=repeats, device=device).median_s
+            for name, fn in kernels.items()}
 
 
 def device_name(device: torch.device | str) -> str:

@@ -253,6 +253,7 @@ def flops_values(*, summary: pd.DataFrame, layers: Mapping[str, pd.DataFrame], p
         "TrainingPppMin": percent(training_ppp.ppp.min()),
         "TrainingPppMax": percent(training_ppp.ppp.max()),
         "TrainingPppMaxRun": training_ppp.loc[training_ppp.ppp.idxmax(), "run"],
+        "TrainingPppAboveFull": yes_no(bool((training_ppp.ppp > 1).any())),
     }
     return {macro_name("flops", key): value for key, value in values.items()}
 
