@@ -3,9 +3,9 @@
 A large square matrix product is the most efficient kernel a framework has, so its rate is the practical
 ceiling that percent-of-peak (PALEO's PPP) divides by; datasheet peaks are recorded separately in the
 config. On a CPU the framework has two such kernels, and either can be far behind the core: MKL's sgemm
-(``torch.mm``) takes a generic AVX2 path on AMD processors, while oneDNN (which runs the convolutions) uses
-AVX-512 there, at twice the rate on the same core. The peak is the faster of the two, so a convolution can
-no longer appear to beat it. The measurement uses the current matmul precision settings (e.g. TF32 off by
+(``torch.mm``) uses no AVX-512 on AMD processors, while oneDNN (which runs the convolutions) does, and was
+measured at twice MKL's rate on one AVX-512 AMD core. The peak is the faster of the two, so the direct
+convolutions the models run stay below it. The measurement uses the current matmul precision settings (e.g. TF32 off by
 default), so it is the peak of the dtype and mode the models actually run in.
 """
 from __future__ import annotations
