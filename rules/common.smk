@@ -6,6 +6,11 @@ from dlperf.workflow import lr_label
 CONDA_ENV = "../envs/dlperf.yaml"
 
 
+def workflow_source(path):
+    """A file of the repository (the report's LaTeX sources) by its absolute path: the working directory, where
+    resources/ and results/ live, may be elsewhere (snakemake --directory)."""
+    return str(Path(workflow.basedir, path))
+
 
 wildcard_constraints:
     dataset="cifar10|cifar100",

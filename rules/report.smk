@@ -1,7 +1,8 @@
 # The report: one LaTeX document with a section per study enabled in the config, every number a generated macro.
 #
-# latexmk runs in the workflow's directory (the repository root), so report/*.tex name every file by its path from
-# there (\input{results/report/values}, \includegraphics{results/optimus/figures/loss_fits.pdf}); no TEXINPUTS.
+# latexmk runs in the working directory (the repository root, or snakemake --directory's), so report/*.tex name
+# results by their path from there (\input{results/report/values}, \includegraphics{results/optimus/...pdf}) and
+# the report's own sources by their path in the repository (\input{report/preamble}), which TEXINPUTS finds.
 # By hand, from the repository root: latexmk -pdf -outdir=results/report/build report/report.tex
 #
 # Adding a study: write report/sections/<study>.tex, its values function in dlperf.report.values.STUDIES, and its
@@ -33,9 +34,9 @@ rule report_values:
 rule report_pdf:
     input:
         # LaTeX sources of the repository: local() keeps them out of a remote storage provider (cloud profiles).
-        main=local("report/report.tex"),
-        preamble=local("report/preamble.tex"),
-        sections=[local(f) for f in report_section_files()],
+        main=local(workflow_source("report/report.tex")),
+        preamble=local(workflow_source("report/preamble.tex")),
+        sections=[local(workflow_source(f)) for f in report_section_files()],
         values="results/report/values.tex",
         section_list="results/report/sections.tex",
         includes=report_includes(),
