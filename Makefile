@@ -12,11 +12,12 @@ CORES ?= all
 SNAKEMAKE_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: help setup system run test bench dryrun-full clean
+.PHONY: help setup system run test rehearse bench dryrun-full clean
 
 help:
 	@echo "make run    set up and run the workflow on the embedded default (results/)"
 	@echo "make test   set up and run the test suite"
+	@echo "make rehearse  the full config at real model sizes on a loopback mirror of its downloads (CPU)"
 	@echo "make bench  training-engine throughput vs a plain PyTorch loop"
 
 ## Python environment: rebuilt only when pyproject.toml changes.
@@ -42,6 +43,11 @@ run: setup
 test: setup
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+## The full-scale rehearsal: config/full.yaml's path (real archive formats, real model sizes) on a mirror of its
+## downloads served on 127.0.0.1, counts shrunk (config/rehearsal.yaml); results in .rehearsal/work/results.
+rehearse: setup
+	$(BIN)/python -m dlperf.data.mirror rehearse --cores $(CORES) --rerun-incomplete $(SNAKEMAKE_ARGS)
+
 bench: setup
 	$(BIN)/python -m dlperf.train.bench
 
@@ -49,4 +55,4 @@ dryrun-full: setup
 	$(BIN)/snakemake -n --configfile config/full.yaml
 
 clean:
-	rm -rf results .snakemake logs benchmarks
+	rm -rf results .snakemake logs benchmarks .rehearsal
