@@ -27,6 +27,7 @@ rule ssd_download_weights:
         f"{SSD_WEIGHTS}/{{file}}",
     params:
         entry=lambda wc: ssd_weights_by_file()[wc.file],
+        model=SSD.get("model"),
     log:
         "logs/ssd/download_weights_{file}.log",
     benchmark:
@@ -39,7 +40,7 @@ rule ssd_download_weights:
     resources:
         downloads=1,
     script:
-        "../scripts/ssd_download.py"
+        "../scripts/ssd_download_weights.py"
 
 
 rule ssd_voc_data:

@@ -1,7 +1,7 @@
-"""Fetch one file of the SSD study (VOC tar, Open Images CSV, published checkpoint) (rule: ssd_download).
+"""Fetch one file of the SSD study's datasets (a VOC tar, an Open Images CSV) (rule: ssd_download).
 
-Files without a published checksum (the Open Images CSVs, the pytorch-ssd checkpoint unless ssd.pretrained.download
-has a sha256) are fetched unverified; their SHA-256 is logged so that it can be pinned in the config."""
+Files without a published checksum (the Open Images CSVs) are fetched unverified; their SHA-256 is logged so that it
+can be pinned in the config."""
 import logging
 from pathlib import Path
 

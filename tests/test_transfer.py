@@ -79,6 +79,21 @@ def test_weights_that_do_not_fit_the_backbone_fail_naming_the_file_and_keys(tmp_
         backbone_from_file({"arch": "resnet50", "width": 4}, path, 3)
 
 
+def test_another_architectures_weights_fail_naming_the_shapes_that_differ(tmp_path):
+    """A ResNet-18 file under ResNet-50's name: torchvision's names half agree, the shapes do not."""
+    path = tmp_path / "resnet50-00000000.pth"
+    torch.save(__import__("torchvision").models.resnet18().state_dict(), path)
+    with pytest.raises(ValueError, match=r"resnet50-00000000\.pth: weights do not fit the backbone: .*"
+                                         r"layer1\.0\.conv1\.weight \[64, 64, 3, 3\] \(backbone: \[64, 64, 1, 1\]\)"):
+        backbone_from_file({"arch": "resnet50"}, path, 3)
+
+
+def test_weights_saved_before_batchnorm_counted_its_batches_still_load():
+    state = {k: v for k, v in small_backbone().state_dict().items() if not k.endswith("num_batches_tracked")}
+    model = pretrained_backbone("resnet50", state, "old.pth", 3, width=4)
+    assert head_of(model, "resnet50").out_features == 3
+
+
 def test_frozen_backbone_parameters_and_statistics_are_bit_identical_after_training(target, tmp_path):
     _, data = target_images(target, 32, torch.device("cpu"), NORMALIZE)
     model = small_backbone()

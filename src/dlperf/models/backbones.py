@@ -62,11 +62,19 @@ def replace_head(model: nn.Module, arch: str, num_classes: int) -> nn.Linear:
 
 
 def load_weights(model: nn.Module, state: Mapping[str, torch.Tensor], source: str) -> None:
-    """Load a state_dict strictly, naming the file and the keys that disagree."""
-    result = model.load_state_dict(state, strict=False)
-    if result.missing_keys or result.unexpected_keys:
-        raise ValueError(f"{source}: weights do not fit the backbone: missing {result.missing_keys[:5]}, "
-                         f"unexpected {result.unexpected_keys[:5]}")
+    """Load a state_dict strictly, naming the file and the keys that disagree: missing, unexpected, or of another
+    shape (another architecture's file under the right name: a ResNet-18's ``fc.weight`` is [1000, 512]). BatchNorm's
+    ``num_batches_tracked`` may be missing: PyTorch fills it in for files saved before 0.4.1."""
+    expected = model.state_dict()
+    # BatchNorm fills in a num_batches_tracked that files saved before PyTorch 0.4.1 lack
+    missing = [k for k in expected if k not in state and not k.endswith("num_batches_tracked")]
+    unexpected = [k for k in state if k not in expected]
+    reshaped = [f"{k} {list(state[k].shape)} (backbone: {list(v.shape)})" for k, v in expected.items()
+                if k in state and state[k].shape != v.shape]
+    if missing or unexpected or reshaped:
+        raise ValueError(f"{source}: weights do not fit the backbone: missing {missing[:5]}, "
+                         f"unexpected {unexpected[:5]}, other shapes {reshaped[:3]}")
+    model.load_state_dict(state, strict=True)
 
 
 def pretrained_backbone(arch: str, state: Mapping[str, torch.Tensor], source: str, num_classes: int, *,
