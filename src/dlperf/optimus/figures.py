@@ -50,14 +50,21 @@ def prediction(curve: pd.DataFrame, arch: str, device: str):
 def time_to_accuracy(tta: pd.DataFrame, theta: dict, global_batch: int, target_accuracy: float):
     """Hours to the target accuracy against workers, one curve per server count, the optimum marked."""
     fig, ax = figure("single", aspect=0.7)
+    reached = np.isfinite(tta.hours_to_target).any()
     for i, (ps, df) in enumerate(tta.groupby("ps")):
         color = f"C{i}"
         ax.plot(df.workers, df.hours_to_target, "-o", color=color, markersize=2, label=f"p = {ps}")
-        best = df.loc[df.hours_to_target.idxmin()]
-        ax.plot(best.workers, best.hours_to_target, "*", color=color, markersize=9)
+        if reached:
+            best = df.loc[df.hours_to_target.idxmin()]
+            ax.plot(best.workers, best.hours_to_target, "*", color=color, markersize=9)
         w_star = optimal_workers(ps, theta, global_batch)
         if math.isfinite(w_star):
             ax.axvline(w_star, color=color, lw=0.6, ls=":")
-    ax.set(xlabel="workers w", ylabel=f"hours to {100 * target_accuracy:.0f}% accuracy")
+    ax.set(xlabel="workers w", ylabel=f"hours to {100 * target_accuracy:.0f}% accuracy",
+           xlim=(tta.workers.min() - 0.5, tta.workers.max() + 0.5))
+    if not reached:  # the predicted curve never reaches the target: no time to plot, only w*
+        ax.set_yticks([])
+        ax.text(0.5, 0.5, "target not reached within the prediction horizon", transform=ax.transAxes,
+                ha="center", va="center")
     ax.legend(title="parameter servers")
     return fig

@@ -1,10 +1,20 @@
 """Figures shared by several studies; each function takes data and returns a matplotlib figure."""
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
+from matplotlib import colormaps
 from matplotlib.lines import Line2D
 
 from dlperf.report.style import figure
+
+LOG_LOSS_RANGE = 1e3  # a loss axis spanning more than this factor is drawn on a log scale: one diverged run
+                      # would otherwise flatten every other curve onto the axis
+
+
+def run_colors(n: int) -> list:
+    """``n`` distinct colours: the house cycle for up to 10 runs, tab20 beyond (the full config has 18)."""
+    return [f"C{i}" for i in range(n)] if n <= 10 else [colormaps["tab20"](i % 20) for i in range(n)]
 
 
 def learning_curves(runs: dict[str, pd.DataFrame], splits=("train", "test")):
@@ -15,15 +25,20 @@ def learning_curves(runs: dict[str, pd.DataFrame], splits=("train", "test")):
     """
     fig, (ax_loss, ax_acc) = figure("double", aspect=0.32, ncols=2)
     styles = dict(zip(splits, ["-", "--", ":", "-."]))
-    handles = []
-    for i, (name, df) in enumerate(sorted(runs.items())):
-        color = f"C{i % 10}"
+    handles, losses = [], []
+    for (name, df), color in zip(sorted(runs.items()), run_colors(len(runs))):
+        marker = "o" if len(df) == 1 else None  # a one-epoch run is a point, which a bare line does not draw
         for split, ls in styles.items():
             if f"{split}_loss" in df:
-                ax_loss.plot(df.epoch, df[f"{split}_loss"], ls, color=color)
-                ax_acc.plot(df.epoch, 100 * df[f"{split}_acc"], ls, color=color)
+                ax_loss.plot(df.epoch, df[f"{split}_loss"], ls, color=color, marker=marker)
+                ax_acc.plot(df.epoch, 100 * df[f"{split}_acc"], ls, color=color, marker=marker)
+                losses.append(df[f"{split}_loss"].to_numpy(float))
         handles.append(Line2D([], [], color=color, label=name))
     handles += [Line2D([], [], color="0.3", linestyle=ls, label=split) for split, ls in styles.items()]
+    positive = np.concatenate(losses) if losses else np.array([])
+    positive = positive[np.isfinite(positive) & (positive > 0)]
+    if positive.size and positive.max() > LOG_LOSS_RANGE * positive.min():
+        ax_loss.set_yscale("log")
     ax_loss.set(xlabel="epoch", ylabel="cross-entropy loss")
     ax_acc.set(xlabel="epoch", ylabel="accuracy (%)")
     fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.08), ncols=min(len(handles), 5))
@@ -47,7 +62,8 @@ def grad_flow(frames: dict[str, pd.DataFrame], epochs):
     names = sorted(frames)
     ncols = min(4, len(names))
     nrows = -(-len(names) // ncols)
-    fig, axes = figure("double", aspect=0.33 * nrows, nrows=nrows, ncols=ncols, squeeze=False, sharey=True)
+    fig, axes = figure("double", aspect=0.33 * nrows, nrows=nrows, ncols=ncols, squeeze=False, sharey=True,
+                       gridspec_kw={"hspace": 0.45})  # room for a row's titles under the row above
     for ax, name in zip(axes.flat, names):
         df = frames[name]
         for i, epoch in enumerate(e for e in epochs if e in set(df.epoch)):
