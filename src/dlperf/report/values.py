@@ -68,6 +68,12 @@ def yes_no(flag: bool) -> str:
     return "yes" if flag else "no"
 
 
+def change(before: str, after: str, up: str, down: str, same: str) -> str:
+    """The words for how a value went from ``before`` to ``after``, compared as printed: two values that read the
+    same are the same to the reader."""
+    return up if float(after) > float(before) else down if float(after) < float(before) else same
+
+
 def model_label(name: str) -> str:
     """How a model is written in prose: vgg16 -> VGG-16, resnet20 -> ResNet-20."""
     if name in MODEL_LABELS:
@@ -486,6 +492,7 @@ def ssd_values(*, voc_ap: pd.DataFrame, before: pd.DataFrame, after: pd.DataFram
         "MapBefore": fixed(before.ap.iloc[-1], 3),
         "MapAfter": fixed(after.ap.iloc[-1], 3),
     }
+    values["MapChange"] = change(values["MapBefore"], values["MapAfter"], "rises", "falls", "stays the same,")
     for frame, stage in ((before, "before"), (after, "after")):
         for row in frame.iloc[:-1].itertuples():
             values[macro_name("Ap", stage, row[1])] = fixed(row.ap, 3)
@@ -547,6 +554,10 @@ def _pruning_values(pruning: pd.DataFrame, prune: Mapping) -> dict:
         "TopSparsity": percent(top.sparsity, 0),
         "TopPrunedAccuracy": percent(top.pruned_test_acc),
         "TopRetrainedAccuracy": percent(top.retrained_test_acc),
+        "TopPrunedChange": change(percent(df.dense_test_acc.iloc[0]), percent(top.pruned_test_acc),
+                                  "rises", "falls", "stays"),
+        "TopRetrainedChange": change(percent(top.pruned_test_acc), percent(top.retrained_test_acc),
+                                     "recovers", "drops", "stays"),
         "TopNonzero": count(int(top.nonzero_params)),
         "TopSizeRatio": fixed(top.dense_size_bytes / top.size_bytes, 2),
         "PrunableWeights": count(int(df.prunable_weights.iloc[0])),
