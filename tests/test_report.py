@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -372,3 +373,35 @@ def test_the_full_scale_report_has_no_synthetic_data_note(built, tmp_path):
               REPORT)
     assert r"\newcommand{\ReportScale}{full}" in (repo / "results/report/values.tex").read_text()
     assert "note:synthetic" not in (repo / BUILD / "report.aux").read_text()
+
+
+# ---- figures and wording at full run counts (found by the rehearsal) -------------------------------------------
+def test_a_change_is_worded_as_the_printed_values_read():
+    from dlperf.report.values import change
+
+    assert change("0.008", "0.003", "rises", "falls", "stays") == "falls"
+    assert change("16.0", "21.0", "rises", "falls", "stays") == "rises"
+    assert change("0.413", "0.413", "rises", "falls", "stays") == "stays"
+
+
+def test_learning_curves_of_eighteen_runs_have_eighteen_colours_and_a_log_axis_when_one_diverges():
+    from dlperf.report.figures import learning_curves
+
+    runs = {f"run{i:02d}": pd.DataFrame({"epoch": [1, 2], "train_loss": [2.3, 2.0], "train_acc": [0.1, 0.2],
+                                         "test_loss": [2.4, 1e9 if i == 0 else 2.1], "test_acc": [0.1, 0.2]})
+            for i in range(18)}
+    fig = learning_curves(runs)
+    ax_loss = fig.axes[0]
+    assert len({line.get_color() if isinstance(line.get_color(), str) else tuple(line.get_color())
+                for line in ax_loss.get_lines()}) == 18
+    assert ax_loss.get_yscale() == "log"
+
+
+def test_the_time_to_accuracy_figure_spans_the_worker_grid_when_the_target_is_never_reached():
+    from dlperf.optimus.figures import time_to_accuracy
+
+    tta = pd.DataFrame({"ps": [2] * 32, "workers": range(1, 33), "steps_per_s": 1.0, "hours_to_target": np.inf})
+    theta = {"theta0": 0.25, "theta1": 0.005, "theta2": 0.15, "theta3": 0.002, "theta4": 0.001}
+    ax = time_to_accuracy(tta, theta, 128, 0.92).axes[0]
+    assert ax.get_xlim() == (0.5, 32.5)
+    assert any("not reached" in text.get_text() for text in ax.texts)
