@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
+from dlperf.data.mirror_server import serving_in_thread
+
 
 @dataclass(frozen=True)
 class Served:
@@ -122,19 +124,6 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args) -> None:
         """Keep test output clean; ``FileServer.requests`` is the log."""
-
-
-@contextlib.contextmanager
-def serving_in_thread(server):
-    """Run ``server`` (a socketserver) in a thread for the duration of the ``with`` block, then close it."""
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield server
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
 
 
 @contextlib.contextmanager

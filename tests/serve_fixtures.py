@@ -20,8 +20,7 @@ import onnx
 import torch
 from onnx import TensorProto, helper, numpy_helper
 
-from http_fixture import serving_in_thread
-
+from dlperf.data.mirror_server import serving_in_thread
 from dlperf.serve import InferenceServer, ModelRepository, ServingOptions
 from dlperf.serve.process import server_process  # noqa: F401  (re-exported for the tests)
 

@@ -12,7 +12,7 @@ import re
 import threading
 import urllib.parse
 from pathlib import Path
-from typing import Iterator, Mapping
+from typing import Mapping
 
 CHUNK = 1 << 20
 
@@ -81,9 +81,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
 
 @contextlib.contextmanager
-def serving(root: str | Path, failures: Mapping[str, int] | None = None, port: int = 0) -> Iterator[MirrorServer]:
-    """A ``MirrorServer`` of ``root`` in a thread for the duration of the ``with`` block."""
-    server = MirrorServer(root, port=port, failures=failures)
+def serving_in_thread(server):
+    """Run ``server`` (a socketserver) in a thread for the duration of the ``with`` block, then close it."""
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     try:
@@ -92,6 +91,11 @@ def serving(root: str | Path, failures: Mapping[str, int] | None = None, port: i
         server.shutdown()
         server.server_close()
         thread.join()
+
+
+def serving(root: str | Path, failures: Mapping[str, int] | None = None, port: int = 0):
+    """A ``MirrorServer`` of ``root`` in a thread for the duration of the ``with`` block."""
+    return serving_in_thread(MirrorServer(root, port=port, failures=failures))
 
 
 def serve_forever(root: str | Path, url: str, failures: Mapping[str, int] | None = None) -> None:
