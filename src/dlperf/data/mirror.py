@@ -15,7 +15,7 @@ in the real internal layout:
 * torchvision's weight files of the real architectures (random init, built by torchvision itself), each named with
   the first 8 hex digits of its own SHA-256 as torchvision names them;
 * pytorch-ssd's ``mobilenet-v1-ssd-mp-0_675.pth``: random tensors under its 202 key names and shapes
-  (``shared/reference/pytorch_ssd_mb1_state_dict.json``, copied to :data:`SSD_KEYS_FILE`), not our model's.
+  (``shared/reference/pytorch_ssd_mb1_state_dict.json``, carried as :data:`mirror_files.SSD_KEYS`), not our model's.
 
 It then writes ``rehearsal.yaml``: ``config/rehearsal.yaml`` (the counts, every device label on the CPU) with every
 download pointed at the mirror and checked against the mirror's checksums. ``serve`` serves ``files/`` on
@@ -71,9 +71,9 @@ class Upstream:
     def name(self) -> str:
         return Path(urllib.parse.urlsplit(self.url).path).name
 
-    def mirror_path(self, url: str | None = None) -> str:
-        """``<host>/<path>`` of ``url`` (default: this one), the file's place under ``files/``."""
-        parts = urllib.parse.urlsplit(url or self.url)
+    def mirror_path(self) -> str:
+        """``<host>/<path>`` of the URL: the file's place under ``files/``."""
+        parts = urllib.parse.urlsplit(self.url)
         return f"{parts.netloc}{parts.path}"
 
 
@@ -123,8 +123,8 @@ def build(root: str | os.PathLike, url: str = DEFAULT_URL, *, full_config: str |
           counts_config: str | os.PathLike = COUNTS_CONFIG) -> dict:
     """Write the mirror under ``root`` (``files/``, ``manifest.json``, ``rehearsal.yaml``); return the manifest.
 
-    The manifest maps each upstream URL to the mirror's copy: its path under ``files/``, the URL the override
-    fetches it from, size and checksums. ``root/files`` appears whole or not at all; rebuilding replaces it.
+    The manifest maps each upstream URL to the mirror's copy (its config key, path under ``files/``, size and
+    checksums) and ``"openimages"`` to the CSV and image folders; ``url`` is where ``rehearsal.yaml`` expects it. ``root/files`` appears whole or not at all; rebuilding replaces it.
     """
     root = Path(root)
     full = yaml.safe_load(Path(full_config).read_text())
