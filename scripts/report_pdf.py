@@ -13,9 +13,10 @@ with script_logging(snakemake.log[0]):
     build = Path(snakemake.params.build_dir)
     main = Path(snakemake.input.main)
     # LaTeX runs in the working directory, where results/ is; TEXINPUTS adds the repository, where report/*.tex are
-    # (the same directory unless snakemake ran with --directory). max_print_line stops TeX from wrapping the log at 79 columns, which would split long file names and
-    # hide them from the checks below. -g: Snakemake runs this job only when an input changed, so latexmk must not
-    # second-guess it from the state a previous (possibly failed) build left in the build directory.
+    # (the same directory unless snakemake ran with --directory). max_print_line stops TeX from wrapping the log at
+    # 79 columns, which would split long file names and hide them from the checks below. -g: Snakemake runs this job
+    # only when an input changed, so latexmk must not second-guess it from the state a previous (possibly failed)
+    # build left in the build directory.
     sources = Path(snakemake.input.preamble).resolve().parents[1]  # the repository: report/preamble.tex is in it
     env = os.environ | {"max_print_line": "10000", "TEXINPUTS": f".:{sources}:"}
     command = ["latexmk", "-pdf", "-g", "-recorder", "-interaction=nonstopmode", "-halt-on-error", "-file-line-error",

@@ -49,6 +49,7 @@ import yaml
 from dlperf.atomic import atomic_dir, atomic_write
 from dlperf.data import mirror_files
 from dlperf.data.download import file_checksum
+from dlperf.data.mirror_server import serve_forever, serving
 
 FULL_CONFIG = Path("config", "full.yaml")  # paths from the repository root, where make and snakemake run
 COUNTS_CONFIG = Path("config", "rehearsal.yaml")
@@ -71,10 +72,11 @@ class Upstream:
     def name(self) -> str:
         return Path(urllib.parse.urlsplit(self.url).path).name
 
-    def mirror_path(self) -> str:
-        """``<host>/<path>`` of the URL: the file's place under ``files/``."""
-        parts = urllib.parse.urlsplit(self.url)
-        return f"{parts.netloc}{parts.path}"
+
+def mirror_path(url: str) -> str:
+    """``<host>/<path>`` of ``url``: where the mirror keeps its file, under ``files/``."""
+    parts = urllib.parse.urlsplit(url)
+    return f"{parts.netloc}{parts.path}"
 
 
 def upstreams(full: Mapping) -> list[Upstream]:
@@ -135,7 +137,7 @@ def build(root: str | os.PathLike, url: str = DEFAULT_URL, *, full_config: str |
                 written = _writer(upstream, full)(Path(scratch))
                 sums = _checksums(written)
                 name = written.name  # a torchvision weight file takes its own SHA-256 prefix as its name
-                path = f"{upstream.mirror_path().rsplit('/', 1)[0]}/{name}"
+                path = f"{mirror_path(upstream.url).rsplit('/', 1)[0]}/{name}"
                 (files / path).parent.mkdir(parents=True, exist_ok=True)
                 shutil.move(written, files / path)
             entries[upstream.url] = {"key": list(upstream.key), "checksum": upstream.checksum, "path": path,
@@ -143,15 +145,13 @@ def build(root: str | os.PathLike, url: str = DEFAULT_URL, *, full_config: str |
         openimages = full.get("ssd", {}).get("data", {}).get("openimages", {})
         if openimages.get("source") == "download":
             d = openimages["download"]
-            csv_path = Upstream(d["csv_url"], (), "").mirror_path()
-            images_path = Upstream(d["images_url"], (), "").mirror_path()
+            csv_path, images_path = mirror_path(d["csv_url"]), mirror_path(d["images_url"])
             counts = mirror_files.openimages(files / csv_path, files / images_path, openimages["classes"])
             entries["openimages"] = {"csv_path": csv_path, "images_path": images_path, **counts}
-    manifest = {"url": url.rstrip("/"), "files": entries}
     with atomic_write(root / MANIFEST) as fh:
-        json.dump(manifest, fh, indent=1)
+        json.dump({"files": entries}, fh, indent=1)
     write_override(root, url, counts_config=counts_config)
-    return manifest
+    return json.loads((root / MANIFEST).read_text())
 
 
 def override(manifest: Mapping, url: str, counts: Mapping) -> dict:
@@ -179,9 +179,12 @@ def override(manifest: Mapping, url: str, counts: Mapping) -> dict:
 
 
 def write_override(root: str | os.PathLike, url: str, *, counts_config: str | os.PathLike = COUNTS_CONFIG) -> Path:
-    """(Re)write ``root/rehearsal.yaml`` for a mirror served at ``url`` (the files do not depend on it)."""
+    """(Re)write ``root/rehearsal.yaml`` for a mirror served at ``url`` (the files do not depend on it), and record
+    ``url`` in the manifest, where ``serve`` finds it."""
     root = Path(root)
-    manifest = json.loads((root / MANIFEST).read_text())
+    manifest = json.loads((root / MANIFEST).read_text()) | {"url": url.rstrip("/")}
+    with atomic_write(root / MANIFEST) as fh:
+        json.dump(manifest, fh, indent=1)
     counts = yaml.safe_load(Path(counts_config).read_text())
     text = (f"# The full-scale rehearsal against the mirror at {url}, written by dlperf.data.mirror from\n"
             f"# {counts_config}. Run: snakemake --configfile config/full.yaml {root / OVERRIDE}\n")
@@ -194,8 +197,6 @@ def rehearse(directory: str | os.PathLike = ".rehearsal", port: int = DEFAULT_PO
              snakemake_args: list[str] = ()) -> int:
     """Build the mirror in ``directory/mirror``, serve it on 127.0.0.1:``port`` while Snakemake runs the full config
     merged with the mirror's ``rehearsal.yaml`` in ``directory/work``; return Snakemake's exit status."""
-    from dlperf.data.mirror_server import serving
-
     directory = Path(directory)
     root = directory / "mirror"
     build(root, f"http://127.0.0.1:{port}")
@@ -237,8 +238,6 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{args.root}: {len(manifest['files'])} downloads, {total / 2**20:.0f} MiB; "
               f"override: {args.root / OVERRIDE}")
     else:
-        from dlperf.data.mirror_server import serve_forever
-
         failures = dict(_failure(spec) for spec in args.fail)
         serve_forever(args.root / FILES, json.loads((args.root / MANIFEST).read_text())["url"], failures)
 
