@@ -7,7 +7,7 @@ from dlperf.compress.distill import DistillationLoss
 from dlperf.compress.evaluation import load_classifier
 from dlperf.data.cifar import read_cifar10
 from dlperf.models import cifar_model
-from dlperf.perf.flops import model_flops_per_step
+from dlperf.flops.flops import model_flops_per_step
 from dlperf.provenance import Provenance
 from dlperf.train.data import DeviceImages
 from dlperf.train.engine import TrainConfig, seed_everything, select_device, train

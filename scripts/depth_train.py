@@ -4,7 +4,7 @@ from pathlib import Path
 
 from dlperf.data.cifar import read_cifar100
 from dlperf.models.vgg_mlp import vgg_mlp_from_name
-from dlperf.perf.flops import model_flops_per_step
+from dlperf.flops.flops import model_flops_per_step
 from dlperf.provenance import Provenance
 from dlperf.train.data import DeviceImages
 from dlperf.train.engine import TrainConfig, seed_everything, select_device, train

@@ -3,7 +3,7 @@
 import json
 
 from dlperf.atomic import atomic_write
-from dlperf.perf.peak import device_name, peak_kernels
+from dlperf.flops.peak import device_name, peak_kernels
 from dlperf.train.engine import select_device
 from dlperf.workflow import limit_threads, script_logging
 

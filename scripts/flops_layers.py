@@ -1,7 +1,7 @@
 """Per-layer FLOP table of one torchvision model (rule: flops_layers)."""
 import pandas as pd
 
-from dlperf.perf.study import model_layers
+from dlperf.flops.study import model_layers
 from dlperf.report.tables import write_table
 from dlperf.workflow import script_logging
 

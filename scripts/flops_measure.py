@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from dlperf.perf.study import measure
+from dlperf.flops.study import measure
 from dlperf.provenance import Provenance
 from dlperf.report import figures
 from dlperf.report.style import save_figure

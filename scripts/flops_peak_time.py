@@ -1,7 +1,7 @@
 """PALEO's peak-throughput model: t = FLOPs / peak at batch 1 (rule: flops_peak_time)."""
 import pandas as pd
 
-from dlperf.perf.study import peak_time
+from dlperf.flops.study import peak_time
 from dlperf.report.tables import write_table
 from dlperf.workflow import script_logging
 

@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from dlperf.perf.study import SUMMARY_COLUMNS, summary_from_layers
+from dlperf.flops.study import SUMMARY_COLUMNS, summary_from_layers
 from dlperf.report.tables import write_table
 from dlperf.workflow import script_logging
 

@@ -2,7 +2,7 @@
 import json
 from pathlib import Path
 
-from dlperf.perf.flops import model_flops_per_step
+from dlperf.flops.flops import model_flops_per_step
 from dlperf.provenance import Provenance
 from dlperf.train.engine import TrainConfig, seed_everything, select_device, train
 from dlperf.transfer import backbone_from_file, target_images

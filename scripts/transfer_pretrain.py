@@ -5,7 +5,7 @@ from pathlib import Path
 
 from dlperf.atomic import atomic_copy
 from dlperf.models.backbones import build_backbone
-from dlperf.perf.flops import model_flops_per_step
+from dlperf.flops.flops import model_flops_per_step
 from dlperf.provenance import Provenance
 from dlperf.train.engine import TrainConfig, seed_everything, select_device, train
 from dlperf.transfer import target_images

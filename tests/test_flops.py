@@ -6,7 +6,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from dlperf.perf.flops import (
+from dlperf.flops.flops import (
     count_layers,
     layers_table,
     model_flops_per_step,

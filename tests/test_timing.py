@@ -10,9 +10,9 @@ import torchvision
 from torch import nn
 from torch.nn import functional as F
 
-from dlperf.perf.flops import count_layers
-from dlperf.perf.peak import device_name, measure_peak_flops, peak_kernels
-from dlperf.perf.timing import time_callable, time_forward, time_layers
+from dlperf.flops.flops import count_layers
+from dlperf.flops.peak import device_name, measure_peak_flops, peak_kernels
+from dlperf.flops.timing import time_callable, time_forward, time_layers
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 

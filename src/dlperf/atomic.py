@@ -6,6 +6,7 @@ On any exception the temporary is removed and the target is left untouched.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import tempfile
@@ -58,6 +59,22 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def write_json(path: str | os.PathLike, obj, indent: int = 2) -> Path:
+    """``obj`` as JSON at ``path``, atomically; keys in the order given, a final newline."""
+    with atomic_write(path) as handle:
+        json.dump(obj, handle, indent=indent, default=str)
+        handle.write("\n")
+    return Path(path)
+
+
+def write_csv(path: str | os.PathLike, frame, **to_csv_kwargs) -> Path:
+    """A pandas frame as CSV at ``path``, atomically, without its index unless asked."""
+    to_csv_kwargs.setdefault("index", False)
+    with atomic_write(path, newline="") as handle:
+        frame.to_csv(handle, **to_csv_kwargs)
+    return Path(path)
 
 
 def atomic_copy(source: str | os.PathLike, dest: str | os.PathLike) -> Path:

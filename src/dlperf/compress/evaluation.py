@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from dlperf.models import cifar_model
-from dlperf.perf.timing import TimingResult, time_callable
+from dlperf.flops.timing import TimingResult, time_callable
 from dlperf.train.data import DeviceImages
 from dlperf.train.engine import evaluate
 

@@ -27,8 +27,8 @@ import torch
 from torch import nn
 
 from dlperf.models import cifar_model
-from dlperf.perf.flops import model_flops_per_step
-from dlperf.perf.timing import synchronize
+from dlperf.flops.flops import model_flops_per_step
+from dlperf.flops.timing import synchronize
 from dlperf.provenance import Provenance
 from dlperf.train.data import CIFAR10_MEAN, CIFAR10_STD, Augment, DeviceImages
 from dlperf.train.engine import select_device

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from dlperf.perf.timing import time_callable
+from dlperf.flops.timing import time_callable
 
 
 def measure_peak_flops(device: torch.device | str, dtype: torch.dtype = torch.float32, n: int | None = None,

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from dlperf.perf.flops import CallNames, is_leaf, module_names
+from dlperf.flops.flops import CallNames, is_leaf, module_names
 
 
 @dataclass(frozen=True)

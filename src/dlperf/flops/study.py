@@ -9,8 +9,8 @@ from __future__ import annotations
 import pandas as pd
 import torch
 
-from dlperf.perf.flops import count_layers, layers_table, summarize, torchvision_model
-from dlperf.perf.timing import time_forward, time_layers
+from dlperf.flops.flops import count_layers, layers_table, summarize, torchvision_model
+from dlperf.flops.timing import time_forward, time_layers
 
 SUMMARY_COLUMNS = ["model", "params", "gmacs", "gflops", "conv_share"]
 
