@@ -1,11 +1,28 @@
 # Depth (Edinburgh MLP coursework 2): VGG_08 vs VGG_38 on CIFAR-100, vanishing gradients, BatchNorm and residual
 # connections as fixes. One run per (model, lr) of config depth.runs.
+DEPTH = config["depth"]
+DEPTH_RUNS = "results/depth/runs/{model}-lr{lr}-s{seed}"
+
+
+def depth_runs():
+    return [DEPTH_RUNS.format(model=r["model"], lr=lr_label(r["lr"]), seed=DEPTH["seed"]) for r in DEPTH["runs"]]
+
+
+def depth_run_lr(wildcards):
+    """The configured learning rate of a run (the exact float, not the label)."""
+    for r in DEPTH["runs"]:
+        if r["model"] == wildcards.model and lr_label(r["lr"]) == wildcards.lr:
+            return r["lr"]
+    raise ValueError(f"no depth run {wildcards.model} at lr {wildcards.lr} in config depth.runs")
+
+
+TRAINING_RUNS["depth"] = depth_runs
 
 
 rule depth_train:
     input:
         data="resources/data/cifar100",
-        peak=f"results/flops/peak/{config['depth']['device']}.json",
+        peak=peak_of(DEPTH["device"]),
     output:
         checkpoint=f"{DEPTH_RUNS}/checkpoint.pt",
         steps=f"{DEPTH_RUNS}/steps.csv",
@@ -13,24 +30,29 @@ rule depth_train:
         metrics=f"{DEPTH_RUNS}/metrics.json",
         grad_flow=f"{DEPTH_RUNS}/grad_flow.csv",
         provenance=f"{DEPTH_RUNS}/provenance.json",
-    params:
-        cfg=config["depth"],
-        lr=depth_run_lr,
-        accelerator=device_accelerator(config["depth"]["device"]),
-        state_dir=f"{DEPTH_RUNS}/resume",
     log:
         "logs/depth/train_{model}-lr{lr}-s{seed}.log",
     benchmark:
         "benchmarks/depth/train_{model}-lr{lr}-s{seed}.tsv"
     wildcard_constraints:
         model="vgg[0-9]+(_bn)?(_rc)?",
-    threads: config["threads"]
-    resources:
-        gpu=gpu_count(config["depth"]["device"]),
-        slurm_partition=slurm_partition(config["depth"]["device"]),
-        gpu_model=gpu_model(config["depth"]["device"]),
     conda:
         CONDA_ENV
+    threads: config["threads"]
+    resources:
+        gpu=gpu_count(DEPTH["device"]),
+        slurm_partition=slurm_partition(DEPTH["device"]),
+        gpu_model=gpu_model(DEPTH["device"]),
+    params:
+        train=DEPTH["train"],
+        lr=depth_run_lr,
+        num_filters=DEPTH["num_filters"],
+        n_train=DEPTH["n_train"],
+        val_size=DEPTH["val_size"],
+        normalize=DEPTH["normalize"],
+        grad_every=DEPTH["grad_flow"]["every"],
+        accelerator=device_accelerator(DEPTH["device"]),
+        state_dir=f"{DEPTH_RUNS}/resume",
     script:
         "../scripts/depth_train.py"
 
@@ -75,13 +97,37 @@ rule depth_grad_flow:
             category="Depth",
         ),
         png="results/depth/figures/grad_flow.png",
-    params:
-        epochs=config["depth"]["grad_flow"]["epochs"],
     log:
         "logs/depth/grad_flow.log",
     benchmark:
         "benchmarks/depth/grad_flow.tsv"
     conda:
         CONDA_ENV
+    params:
+        epochs=DEPTH["grad_flow"]["epochs"],
     script:
         "../scripts/depth_grad_flow.py"
+
+
+rule depth_values:
+    input:
+        summary=rules.depth_summary.output.csv,
+        grad_flow=rules.depth_grad_flow.output.csv,
+        runs=[f"{run}/provenance.json" for run in depth_runs()],
+        dataset="resources/data/cifar100",
+        provenance=[*(f"{run}/provenance.json" for run in depth_runs()), "resources/data/cifar100"],
+        includes=[
+            rules.depth_summary.output.table,
+            rules.depth_summary.output.figure,
+            rules.depth_grad_flow.output.figure,
+        ],
+    output:
+        values="results/depth/values.json",
+    log:
+        "logs/depth/values.log",
+    benchmark:
+        "benchmarks/depth/values.tsv"
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/depth_values.py"

@@ -7,9 +7,6 @@ rule flops_layers:
         csv="results/flops/{model}_layers.csv",
         table="results/flops/{model}_layers.tex",
         markdown="results/flops/{model}_layers.md",
-    params:
-        image_size=config["flops"]["image_size"],
-        flop_per_mac=config["flops"]["flop_per_mac"],
     log:
         "logs/flops/layers_{model}.log",
     benchmark:
@@ -18,6 +15,9 @@ rule flops_layers:
         model="vgg16|vgg19|googlenet|resnet50",
     conda:
         CONDA_ENV
+    params:
+        image_size=config["flops"]["image_size"],
+        flop_per_mac=config["flops"]["flop_per_mac"],
     script:
         "../scripts/flops_layers.py"
 
@@ -54,42 +54,42 @@ rule flops_peak_time:
             category="FLOPs",
         ),
         markdown="results/flops/tables/peak_time.md",
-    params:
-        peak_model=config["flops"]["peak_model"],
     log:
         "logs/flops/peak_time.log",
     benchmark:
         "benchmarks/flops/peak_time.tsv"
     conda:
         CONDA_ENV
+    params:
+        peak_model=config["flops"]["peak_model"],
     script:
         "../scripts/flops_peak_time.py"
 
 
 rule flops_device_peak:
     output:
-        "results/flops/peak/{device}.json",
-    params:
-        accelerator=accelerator_of,
-        peak=config["flops"].get("peak", {}),
+        peak="results/flops/peak/{device}.json",
     log:
         "logs/flops/peak_{device}.log",
     benchmark:
         "benchmarks/flops/peak_{device}.tsv"
+    conda:
+        CONDA_ENV
     threads: config["threads"]
     resources:
         gpu=gpu_slots,
         slurm_partition=slurm_partition_of,
         gpu_model=gpu_model_of,
-    conda:
-        CONDA_ENV
+    params:
+        accelerator=accelerator_of,
+        peak=config["flops"]["peak"],
     script:
         "../scripts/flops_device_peak.py"
 
 
 rule flops_measure:
     input:
-        peak=f"results/flops/peak/{config['flops']['measure']['device']}.json",
+        peak=peak_of(config["flops"]["measure"]["device"]),
     output:
         timing="results/flops/layer_timing.csv",
         ppp="results/flops/ppp.csv",
@@ -106,29 +106,30 @@ rule flops_measure:
         ),
         png="results/flops/figures/ppp.png",
         provenance="results/flops/measure.provenance.json",
-    params:
-        measure=config["flops"]["measure"],
-        flop_per_mac=config["flops"]["flop_per_mac"],
-        accelerator=device_accelerator(config["flops"]["measure"]["device"]),
     log:
         "logs/flops/measure.log",
     benchmark:
         "benchmarks/flops/measure.tsv"
+    conda:
+        CONDA_ENV
     threads: config["threads"]
     resources:
         gpu=gpu_count(config["flops"]["measure"]["device"]),
         slurm_partition=slurm_partition(config["flops"]["measure"]["device"]),
         gpu_model=gpu_model(config["flops"]["measure"]["device"]),
-    conda:
-        CONDA_ENV
+    params:
+        measure=config["flops"]["measure"],
+        flop_per_mac=config["flops"]["flop_per_mac"],
+        accelerator=device_accelerator(config["flops"]["measure"]["device"]),
     script:
         "../scripts/flops_measure.py"
 
 
 rule flops_training_ppp:
     input:
-        epochs=[f"{run}/epochs.csv" for _, run in training_runs()],
-        provenance=[f"{run}/provenance.json" for _, run in training_runs()],
+        # functions: the studies that train are included after this one
+        epochs=lambda wildcards: [f"{run}/epochs.csv" for _, run in training_runs()],
+        provenance=lambda wildcards: [f"{run}/provenance.json" for _, run in training_runs()],
     output:
         csv="results/flops/training_ppp.csv",
         table=report(
@@ -137,13 +138,47 @@ rule flops_training_ppp:
             category="FLOPs",
         ),
         markdown="results/flops/tables/training_ppp.md",
-    params:
-        studies=[study for study, _ in training_runs()],
     log:
         "logs/flops/training_ppp.log",
     benchmark:
         "benchmarks/flops/training_ppp.tsv"
     conda:
         CONDA_ENV
+    params:
+        studies=lambda wildcards: [study for study, _ in training_runs()],
     script:
         "../scripts/flops_training_ppp.py"
+
+
+rule flops_values:
+    input:
+        summary=rules.flops_summary.output.csv,
+        layers=expand(rules.flops_layers.output.csv, model=config["flops"]["models"]),
+        peak_time=rules.flops_peak_time.output.csv,
+        timing=rules.flops_measure.output.timing,
+        ppp=rules.flops_measure.output.ppp,
+        training_ppp=rules.flops_training_ppp.output.csv,
+        peak=peak_of(config["flops"]["measure"]["device"]),
+        measure=rules.flops_measure.output.provenance,
+        provenance=[rules.flops_measure.output.provenance],
+        includes=[
+            rules.flops_summary.output.table,
+            *expand(rules.flops_layers.output.table, model=config["flops"]["models"]),
+            rules.flops_peak_time.output.table,
+            rules.flops_measure.output.table,
+            rules.flops_measure.output.figure,
+            rules.flops_training_ppp.output.table,
+        ],
+    output:
+        values="results/flops/values.json",
+    log:
+        "logs/flops/values.log",
+    benchmark:
+        "benchmarks/flops/values.tsv"
+    conda:
+        CONDA_ENV
+    params:
+        image_size=config["flops"]["image_size"],
+        flop_per_mac=config["flops"]["flop_per_mac"],
+    script:
+        "../scripts/flops_values.py"

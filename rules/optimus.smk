@@ -1,4 +1,37 @@
 # Optimus (Peng et al., EuroSys 2018): ResNets on CIFAR-10, one run per (arch, device label, seed).
+OPTIMUS = config["optimus"]
+OPTIMUS_RUNS = "results/optimus/runs/{arch}-{device}-s{seed}"
+
+
+def optimus_runs(archs=None):
+    archs = archs or OPTIMUS["archs"] + [OPTIMUS["target_arch"]]
+    return [
+        OPTIMUS_RUNS.format(arch=a, device=d, seed=s)
+        for a in archs
+        for d in OPTIMUS["devices"]
+        for s in OPTIMUS["seeds"]
+    ]
+
+
+def optimus_run_files(name, archs=None):
+    return [f"{run}/{name}" for run in optimus_runs(archs)]
+
+
+def optimus_target_files(name):
+    """``name`` of the target model's runs: the first seed on every device label."""
+    return [
+        f"{OPTIMUS_RUNS.format(arch=OPTIMUS['target_arch'], device=d, seed=OPTIMUS['seeds'][0])}/{name}"
+        for d in OPTIMUS["devices"]
+    ]
+
+
+def optimus_n_train():
+    """Training images per epoch of an Optimus run: the configured subset, else the whole training set."""
+    data = config["data"]["cifar10"]
+    return OPTIMUS["n_train"] or (data["synthetic"]["n_train"] if data["source"] == "synthetic" else 50000)
+
+
+TRAINING_RUNS["optimus"] = optimus_runs
 
 
 rule optimus_train:
@@ -11,26 +44,26 @@ rule optimus_train:
         epochs=f"{OPTIMUS_RUNS}/epochs.csv",
         metrics=f"{OPTIMUS_RUNS}/metrics.json",
         provenance=f"{OPTIMUS_RUNS}/provenance.json",
-    params:
-        train=config["optimus"]["train"],
-        n_train=config["optimus"].get("n_train"),
-        width=config["optimus"]["imagenet_width"],
-        accelerator=accelerator_of,
-        # Resumable state lives beside the declared outputs: Snakemake deletes outputs, not this, before a rerun.
-        state_dir=f"{OPTIMUS_RUNS}/resume",
     log:
         "logs/optimus/train_{arch}-{device}-s{seed}.log",
     benchmark:
         "benchmarks/optimus/train_{arch}-{device}-s{seed}.tsv"
+    conda:
+        CONDA_ENV
     threads: config["threads"]
     resources:
         gpu=gpu_slots,
         slurm_partition=slurm_partition_of,
         gpu_model=gpu_model_of,
-    conda:
-        CONDA_ENV
+    params:
+        train=OPTIMUS["train"],
+        n_train=OPTIMUS["n_train"],
+        width=OPTIMUS["imagenet_width"],
+        accelerator=accelerator_of,
+        # Resumable state lives beside the declared outputs: Snakemake deletes outputs, not this, before a rerun.
+        state_dir=f"{OPTIMUS_RUNS}/resume",
     script:
-        "../scripts/train_cifar.py"
+        "../scripts/optimus_train.py"
 
 
 rule optimus_learning_curves:
@@ -78,14 +111,14 @@ rule optimus_loss_fits:
         ),
         markdown="results/optimus/tables/loss_fits.md",
         provenance="results/optimus/loss_fits.provenance.json",
-    params:
-        fit=config["optimus"]["fit"],
     log:
         "logs/optimus/loss_fits.log",
     benchmark:
         "benchmarks/optimus/loss_fits.tsv"
     conda:
         CONDA_ENV
+    params:
+        fit=OPTIMUS["fit"],
     script:
         "../scripts/optimus_loss_fits.py"
 
@@ -93,15 +126,15 @@ rule optimus_loss_fits:
 rule optimus_prediction:
     input:
         fits="results/optimus/loss_fits.csv",
-        train_epochs=optimus_run_files("epochs.csv", config["optimus"]["archs"]),
+        train_epochs=optimus_run_files("epochs.csv", OPTIMUS["archs"]),
         target_steps=optimus_target_files("steps.csv"),
         target_epochs=optimus_target_files("epochs.csv"),
     output:
         regression="results/optimus/beta_regression.csv",
         prediction="results/optimus/resnet50_prediction.csv",
         error="results/optimus/prediction_error.csv",
-        figures=expand("results/optimus/figures/resnet50_prediction_{device}.pdf", device=config["optimus"]["devices"]),
-        pngs=expand("results/optimus/figures/resnet50_prediction_{device}.png", device=config["optimus"]["devices"]),
+        figures=expand("results/optimus/figures/resnet50_prediction_{device}.pdf", device=OPTIMUS["devices"]),
+        pngs=expand("results/optimus/figures/resnet50_prediction_{device}.png", device=OPTIMUS["devices"]),
         table=report(
             "results/optimus/tables/prediction_error.tex",
             caption="../report/captions/optimus_prediction_error.rst",
@@ -109,18 +142,18 @@ rule optimus_prediction:
         ),
         markdown="results/optimus/tables/prediction_error.md",
         provenance="results/optimus/prediction.provenance.json",
-    params:
-        target_arch=config["optimus"]["target_arch"],
-        target_accuracy=config["optimus"]["target_accuracy"],
-        form=config["optimus"]["regression_form"],
-        fit=config["optimus"]["fit"],
-        max_epochs=config["optimus"]["prediction_horizon_epochs"],
     log:
         "logs/optimus/prediction.log",
     benchmark:
         "benchmarks/optimus/prediction.tsv"
     conda:
         CONDA_ENV
+    params:
+        target_arch=OPTIMUS["target_arch"],
+        target_accuracy=OPTIMUS["target_accuracy"],
+        form=OPTIMUS["regression_form"],
+        fit=OPTIMUS["fit"],
+        max_epochs=OPTIMUS["prediction_horizon_epochs"],
     script:
         "../scripts/optimus_prediction.py"
 
@@ -139,17 +172,62 @@ rule optimus_time_to_accuracy:
         ),
         png="results/optimus/figures/time_to_accuracy.png",
         provenance="results/optimus/time_to_accuracy.provenance.json",
-    params:
-        speed=config["optimus"]["speed_model"],
-        target_arch=config["optimus"]["target_arch"],
-        target_accuracy=config["optimus"]["target_accuracy"],
-        width=config["optimus"]["imagenet_width"],
-        n_train=optimus_n_train(),
     log:
         "logs/optimus/time_to_accuracy.log",
     benchmark:
         "benchmarks/optimus/time_to_accuracy.tsv"
     conda:
         CONDA_ENV
+    params:
+        speed=OPTIMUS["speed_model"],
+        target_arch=OPTIMUS["target_arch"],
+        target_accuracy=OPTIMUS["target_accuracy"],
+        width=OPTIMUS["imagenet_width"],
+        n_train=optimus_n_train(),
     script:
         "../scripts/optimus_time_to_accuracy.py"
+
+
+rule optimus_values:
+    input:
+        fits=rules.optimus_loss_fits.output.csv,
+        regression=rules.optimus_prediction.output.regression,
+        errors=rules.optimus_prediction.output.error,
+        curves=rules.optimus_learning_curves.output.csv,
+        time_to_accuracy=rules.optimus_time_to_accuracy.output.csv,
+        theta=rules.optimus_time_to_accuracy.output.theta,
+        runs=optimus_run_files("provenance.json"),
+        dataset="resources/data/cifar10",
+        prediction=rules.optimus_prediction.output.provenance,
+        speed=rules.optimus_time_to_accuracy.output.provenance,
+        provenance=[
+            *optimus_run_files("provenance.json"),
+            rules.optimus_loss_fits.output.provenance,
+            rules.optimus_prediction.output.provenance,
+            rules.optimus_time_to_accuracy.output.provenance,
+            "resources/data/cifar10",
+        ],
+        includes=[
+            rules.optimus_learning_curves.output.figure,
+            rules.optimus_learning_curves.output.table,
+            rules.optimus_loss_fits.output.figure,
+            rules.optimus_loss_fits.output.table,
+            rules.optimus_prediction.output.table,
+            *rules.optimus_prediction.output.figures,
+            rules.optimus_time_to_accuracy.output.figure,
+        ],
+    output:
+        values="results/optimus/values.json",
+    log:
+        "logs/optimus/values.log",
+    benchmark:
+        "benchmarks/optimus/values.tsv"
+    conda:
+        CONDA_ENV
+    params:
+        horizon_epochs=OPTIMUS["prediction_horizon_epochs"],
+        # the target-model prediction the report shows: on the speed model's device label
+        prediction_device=OPTIMUS["speed_model"]["device"],
+        prediction_figure=f"results/optimus/figures/resnet50_prediction_{OPTIMUS['speed_model']['device']}.pdf",
+    script:
+        "../scripts/optimus_values.py"

@@ -1,32 +1,43 @@
-# The report: one LaTeX document with a section per study enabled in the config, every number a generated macro.
+# The report: one LaTeX document with a section per enabled study, every number a generated macro.
 #
 # latexmk runs in the working directory (the repository root, or snakemake --directory's), so report/*.tex name
-# results by their path from there (\input{results/report/values}, \includegraphics{results/optimus/...pdf}) and
-# the report's own sources by their path in the repository (\input{report/preamble}), which TEXINPUTS finds.
+# results by their path from there (\input{results/report/values}, \resultfigure{results/optimus/...pdf}) and the
+# report's own sources by their path in the repository (\input{report/preamble}), which TEXINPUTS finds.
 # By hand, from the repository root: latexmk -pdf -outdir=results/report/build report/report.tex
 #
-# Adding a study: write report/sections/<study>.tex, its values function in dlperf.report.values.STUDIES, and its
-# entry in REPORT_STUDIES (rules/common.smk), which names the results the section reads and includes.
+# Adding a study: its rules end in a <study>_values rule writing results/<study>/values.json (the macros its
+# section quotes), and report/sections/<study>.tex names every result it includes literally: those names are the
+# PDF's inputs. A path a macro builds (a figure per device label) is an input of the study's values rule instead.
+import re
+
+
+def report_sections():
+    return [f"report/sections/{study}.tex" for study in reported_studies()]
+
+
+def tex_results(source):
+    """The results a LaTeX source includes: every brace argument that is a path under results/, comments left out.
+    The report's generated files (results/report/) are rule report_values' outputs and are not listed."""
+    text = re.sub(r"(?<!\\)%.*", "", Path(workflow_source(source)).read_text())
+    names = re.findall(r"\{(results/[^{}\\\s]+)\}", text)
+    return list(dict.fromkeys(n for n in names if not n.startswith("results/report/")))
 
 
 rule report_values:
     input:
-        **report_value_inputs(),
-        provenance=report_provenance(),
+        values=[getattr(rules, f"{study}_values").output.values for study in reported_studies()],
     output:
         values="results/report/values.tex",
         sections="results/report/sections.tex",
-    params:
-        scale=config["scale"],
-        studies=list(reported_studies()),
-        study_params={study: spec["params"] for study, spec in reported_studies().items()},
-        sections=report_section_files(),
     log:
         "logs/report/values.log",
     benchmark:
         "benchmarks/report/values.tsv"
     conda:
         CONDA_ENV
+    params:
+        scale=config["scale"],
+        sections=report_sections(),
     script:
         "../scripts/report_values.py"
 
@@ -36,19 +47,21 @@ rule report_pdf:
         # LaTeX sources of the repository: local() keeps them out of a remote storage provider (cloud profiles).
         main=local(workflow_source("report/report.tex")),
         preamble=local(workflow_source("report/preamble.tex")),
-        sections=[local(workflow_source(f)) for f in report_section_files()],
-        values="results/report/values.tex",
-        section_list="results/report/sections.tex",
-        includes=report_includes(),
+        sections=[local(workflow_source(f)) for f in report_sections()],
+        values=rules.report_values.output.values,
+        section_list=rules.report_values.output.sections,
+        includes=[path for source in ["report/report.tex", *report_sections()] for path in tex_results(source)],
+        # what a macro names (a figure per device label, the demo's panels): its study's values rule lists it
+        named=[path for study in reported_studies() for path in getattr(rules, f"{study}_values").input.includes],
     output:
         pdf=report("results/report/report.pdf", category="Report"),
-    params:
-        build_dir="results/report/build",
     log:
         "logs/report/pdf.log",
     benchmark:
         "benchmarks/report/pdf.tsv"
     conda:
         CONDA_ENV
+    params:
+        build_dir="results/report/build",
     script:
         "../scripts/report_pdf.py"

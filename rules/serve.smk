@@ -1,136 +1,181 @@
 # Serving: the SSD study's fine-tuned MobileNetV1-SSD exported to ONNX (parity-checked against PyTorch), drawn as
 # onnx's net_drawer draws it, put in a Triton-layout model repository and served by `python -m dlperf.serve`
 # (ONNX Runtime Server HTTP API + KServe V2): a client demo that draws the served detections, and a benchmark.
-# Inputs: results/ssd/finetune/{checkpoint.pt,labels.txt} and the Open Images test split (rules of the SSD study).
+# Inputs: the SSD study's fine-tuned detector (rules.ssd_finetune) and its Open Images test split.
+SERVE = config["serve"]
+SERVE_MODEL = "ssd"  # the model's name in the repository and in request URLs
+SERVE_REPOSITORY = "results/serve/model_repository"
+SERVE_OPENIMAGES = "resources/data/openimages"
+# The fine-tuned SSD's architecture, from the SSD study's config.
+SERVE_SSD_MODEL = {k: config["ssd"]["model"][k] for k in ("width_mult", "image_size")}
+
+
+def serve_demo_images():
+    return [f"results/serve/annotated_{name}.png" for name in SERVE["demo"]["classes"]]
 
 
 rule serve_export:
     input:
-        checkpoint=f"{SERVE_FINETUNE}/checkpoint.pt",
-        labels=f"{SERVE_FINETUNE}/labels.txt",
+        checkpoint=rules.ssd_finetune.output.checkpoint,
+        labels=rules.ssd_finetune.output.labels,
         data=SERVE_OPENIMAGES,
     output:
-        onnx="results/ssd/onnx/ssd.onnx",
-        parity="results/ssd/onnx/parity.json",
-        provenance="results/ssd/onnx/provenance.json",
-    params:
-        model=ssd_model_of,
-        opset=config["serve"]["opset"],
-        parity=config["serve"]["parity"],
+        onnx="results/serve/onnx/ssd.onnx",
+        parity="results/serve/onnx/parity.json",
+        provenance="results/serve/onnx/provenance.json",
     log:
         "logs/serve/export.log",
     benchmark:
         "benchmarks/serve/export.tsv"
+    conda:
+        CONDA_ENV
     threads: config["threads"]
     resources:
         gpu=0,
-    conda:
-        CONDA_ENV
+    params:
+        model=SERVE_SSD_MODEL,
+        opset=SERVE["opset"],
+        parity=SERVE["parity"],
     script:
         "../scripts/serve_export.py"
 
 
 rule serve_graph:
     input:
-        onnx="results/ssd/onnx/ssd.onnx",
+        onnx=rules.serve_export.output.onnx,
     output:
-        dot="results/ssd/onnx/graph.dot",
-        svg=report("results/ssd/onnx/graph.svg", caption="../report/captions/serve_graph.rst", category="Serving"),
-        docstrings="results/ssd/onnx/docstrings.md",
-        provenance="results/ssd/onnx/graph.provenance.json",
-    params:
-        rankdir="LR",
+        dot="results/serve/onnx/graph.dot",
+        svg=report("results/serve/onnx/graph.svg", caption="../report/captions/serve_graph.rst", category="Serving"),
+        docstrings="results/serve/onnx/docstrings.md",
+        provenance="results/serve/onnx/graph.provenance.json",
     log:
         "logs/serve/graph.log",
     benchmark:
         "benchmarks/serve/graph.tsv"
+    conda:
+        CONDA_ENV
     threads: 1
     resources:
         gpu=0,
-    conda:
-        CONDA_ENV
+    params:
+        rankdir="LR",
     script:
         "../scripts/serve_graph.py"
 
 
 rule serve_model_repository:
     input:
-        onnx="results/ssd/onnx/ssd.onnx",
-        parity="results/ssd/onnx/parity.json",
+        onnx=rules.serve_export.output.onnx,
+        parity=rules.serve_export.output.parity,
     output:
-        model=SERVE_MODEL_FILES[0],
-        config=SERVE_MODEL_FILES[1],
-        provenance="results/ssd/model_repository.provenance.json",
-    params:
-        name=SERVE_MODEL,
-        batching=config["serve"]["batching"],
+        model=f"{SERVE_REPOSITORY}/{SERVE_MODEL}/1/model.onnx",
+        config=f"{SERVE_REPOSITORY}/{SERVE_MODEL}/config.pbtxt",
+        provenance="results/serve/model_repository.provenance.json",
     log:
         "logs/serve/model_repository.log",
     benchmark:
         "benchmarks/serve/model_repository.tsv"
+    conda:
+        CONDA_ENV
     threads: 1
     resources:
         gpu=0,
-    conda:
-        CONDA_ENV
+    params:
+        name=SERVE_MODEL,
+        batching=SERVE["batching"],
     script:
         "../scripts/serve_model_repository.py"
 
 
 rule serve_demo:
     input:
-        model_files=SERVE_MODEL_FILES,
-        labels=f"{SERVE_FINETUNE}/labels.txt",
+        model_files=[rules.serve_model_repository.output.model, rules.serve_model_repository.output.config],
+        labels=rules.ssd_finetune.output.labels,
         data=SERVE_OPENIMAGES,
     output:
-        images=[report(path, caption="../report/captions/serve_demo.rst", category="Serving")
-                for path in serve_demo_images()],
-        responses=directory("results/ssd/serving/responses"),
-        detections="results/ssd/serving/detections.json",
-        provenance="results/ssd/serving/provenance.json",
-    params:
-        name=SERVE_MODEL,
-        model=ssd_model_of,
-        demo=config["serve"]["demo"],
-        batching=config["serve"]["batching"],
+        images=[
+            report(path, caption="../report/captions/serve_demo.rst", category="Serving")
+            for path in serve_demo_images()
+        ],
+        responses=directory("results/serve/responses"),
+        detections="results/serve/detections.json",
+        provenance="results/serve/provenance.json",
     log:
         "logs/serve/demo.log",
     benchmark:
         "benchmarks/serve/demo.tsv"
+    conda:
+        CONDA_ENV
     threads: config["threads"]
     resources:
         gpu=0,
-    conda:
-        CONDA_ENV
+    params:
+        name=SERVE_MODEL,
+        model=SERVE_SSD_MODEL,
+        demo=SERVE["demo"],
+        batching=SERVE["batching"],
     script:
         "../scripts/serve_demo.py"
 
 
 rule serve_bench:
     input:
-        model_files=SERVE_MODEL_FILES,
-        checkpoint=f"{SERVE_FINETUNE}/checkpoint.pt",
-        labels=f"{SERVE_FINETUNE}/labels.txt",
+        model_files=[rules.serve_model_repository.output.model, rules.serve_model_repository.output.config],
+        checkpoint=rules.ssd_finetune.output.checkpoint,
+        labels=rules.ssd_finetune.output.labels,
     output:
-        csv="results/ssd/serving/bench.csv",
-        table=report(
-            "results/ssd/serving/tables/bench.tex", caption="../report/captions/serve_bench.rst", category="Serving"
-        ),
-        markdown="results/ssd/serving/tables/bench.md",
-        provenance="results/ssd/serving/bench.provenance.json",
-    params:
-        name=SERVE_MODEL,
-        model=ssd_model_of,
-        bench=config["serve"]["bench"],
-        batching=config["serve"]["batching"],
+        csv="results/serve/bench.csv",
+        table=report("results/serve/tables/bench.tex", caption="../report/captions/serve_bench.rst", category="Serving"),
+        markdown="results/serve/tables/bench.md",
+        provenance="results/serve/bench.provenance.json",
     log:
         "logs/serve/bench.log",
     benchmark:
         "benchmarks/serve/bench.tsv"
+    conda:
+        CONDA_ENV
     threads: config["threads"]
     resources:
         gpu=0,
-    conda:
-        CONDA_ENV
+    params:
+        name=SERVE_MODEL,
+        model=SERVE_SSD_MODEL,
+        bench=SERVE["bench"],
+        batching=SERVE["batching"],
     script:
         "../scripts/serve_bench.py"
+
+
+rule serve_values:
+    input:
+        bench=rules.serve_bench.output.csv,
+        parity=rules.serve_export.output.parity,
+        export=rules.serve_export.output.provenance,
+        detections=rules.serve_demo.output.detections,
+        provenance=[
+            rules.serve_export.output.provenance,
+            rules.serve_demo.output.provenance,
+            rules.serve_bench.output.provenance,
+        ],
+        # the demo figure's panels are named by macros; the graph and repository are results the report omits
+        includes=[
+            *rules.serve_demo.output.images,
+            rules.serve_bench.output.table,
+            rules.serve_graph.output.svg,
+            rules.serve_graph.output.docstrings,
+            rules.serve_model_repository.output.model,
+            rules.serve_model_repository.output.config,
+        ],
+    output:
+        values="results/serve/values.json",
+    log:
+        "logs/serve/values.log",
+    benchmark:
+        "benchmarks/serve/values.tsv"
+    conda:
+        CONDA_ENV
+    params:
+        classes=SERVE["demo"]["classes"],
+        batching=SERVE["batching"],
+    script:
+        "../scripts/serve_values.py"

@@ -1,23 +1,77 @@
 # SSD (pytorch-ssd's MobileNetV1-SSD): VOC2007 evaluation of the VOC detector, then fine-tuning on two Open Images
 # classes, AP before and after. Data flows: datasets -> VOC detector -> VOC AP; VOC detector -> fine-tune -> AP.
-SSD = config.get("ssd", {})
-SSD_DEVICE = SSD.get("device", next(iter(config["devices"])))  # any declared label when the study is off
+SSD = config["ssd"]
+SSD_DEVICE = SSD["device"]
+SSD_DOWNLOADS = "resources/downloads_ssd"  # not under resources/downloads: rule download matches any path there
+SSD_WEIGHTS = "resources/weights"
+
+
+def ssd_downloads_by_file():
+    """The VOC tars and Open Images CSVs the SSD study downloads, by file name."""
+    entries = {}
+    voc = SSD["data"]["voc"]
+    if voc["source"] == "download":
+        entries.update({Path(d["url"]).name: d for d in voc["downloads"]})
+    oi = SSD["data"]["openimages"]
+    if oi["source"] == "download":
+        base = oi["download"]["csv_url"].rstrip("/")
+        entries["class-descriptions-boxable.csv"] = {"url": f"{base}/class-descriptions-boxable.csv"}
+        for split in ("train", "validation", "test"):
+            entries[f"{split}-annotations-bbox.csv"] = {"url": f"{base}/{split}/{split}-annotations-bbox.csv"}
+    return entries
+
+
+def ssd_weights_by_file():
+    """The published checkpoint to download, by file name (none when trained in the DAG or given locally)."""
+    pretrained = SSD["pretrained"]
+    if pretrained["source"] == "download" and not pretrained.get("local_path"):
+        return {Path(pretrained["download"]["url"]).name: pretrained["download"]}
+    return {}
+
+
+def ssd_weights_pattern():
+    """A wildcard constraint matching exactly the SSD weights files, so other studies' weights are not claimed."""
+    import re
+
+    return "|".join(map(re.escape, ssd_weights_by_file())) or "(?!)"
+
+
+def ssd_voc_inputs(wildcards):
+    voc = SSD["data"]["voc"]
+    if voc["source"] != "download":
+        return {}
+    return {"archives": [f"{SSD_DOWNLOADS}/{Path(d['url']).name}" for d in voc["downloads"]]}
+
+
+def ssd_openimages_inputs(wildcards):
+    if SSD["data"]["openimages"]["source"] != "download":
+        return {}
+    names = ["class-descriptions-boxable.csv"] + [f"{s}-annotations-bbox.csv" for s in ("train", "validation", "test")]
+    return {"csvs": [f"{SSD_DOWNLOADS}/{name}" for name in names]}
+
+
+def ssd_voc_checkpoint():
+    """The VOC-trained SSD: trained in the DAG, the published checkpoint (downloaded), or a local copy."""
+    pretrained = SSD["pretrained"]
+    if pretrained["source"] == "train":
+        return "results/ssd/pretrain/checkpoint.pt"
+    return pretrained.get("local_path") or f"{SSD_WEIGHTS}/{Path(pretrained['download']['url']).name}"
 
 
 rule ssd_download:
     output:
         f"{SSD_DOWNLOADS}/{{file}}",
-    params:
-        entry=lambda wc: ssd_downloads_by_file()[wc.file],
     log:
         "logs/ssd/download_{file}.log",
     benchmark:
         "benchmarks/ssd/download_{file}.tsv"
-    threads: 1
     conda:
         CONDA_ENV
+    threads: 1
     resources:
         downloads=1,
+    params:
+        entry=lambda wc: ssd_downloads_by_file()[wc.file],
     script:
         "../scripts/ssd_download.py"
 
@@ -25,20 +79,20 @@ rule ssd_download:
 rule ssd_download_weights:
     output:
         f"{SSD_WEIGHTS}/{{file}}",
-    params:
-        entry=lambda wc: ssd_weights_by_file()[wc.file],
-        model=SSD.get("model"),
     log:
         "logs/ssd/download_weights_{file}.log",
     benchmark:
         "benchmarks/ssd/download_weights_{file}.tsv"
     wildcard_constraints:
-        file=ssd_weights_pattern() if SSD else "(?!)",
-    threads: 1
+        file=ssd_weights_pattern(),
     conda:
         CONDA_ENV
+    threads: 1
     resources:
         downloads=1,
+    params:
+        entry=lambda wc: ssd_weights_by_file()[wc.file],
+        model=SSD["model"],
     script:
         "../scripts/ssd_download_weights.py"
 
@@ -48,15 +102,16 @@ rule ssd_voc_data:
         unpack(ssd_voc_inputs),
     output:
         directory("resources/data/voc2007"),
-    params:
-        cfg=SSD.get("data", {}).get("voc"),
     log:
         "logs/ssd/voc_data.log",
     benchmark:
         "benchmarks/ssd/voc_data.tsv"
-    threads: 1
     conda:
         CONDA_ENV
+    threads: 1
+    params:
+        # the archives are inputs, known by their checksums: their URLs are not what preparing them reads
+        cfg={k: v for k, v in SSD["data"]["voc"].items() if k != "downloads"},
     script:
         "../scripts/ssd_voc_data.py"
 
@@ -66,17 +121,17 @@ rule ssd_openimages_data:
         unpack(ssd_openimages_inputs),
     output:
         directory("resources/data/openimages"),
-    params:
-        cfg=SSD.get("data", {}).get("openimages"),
     log:
         "logs/ssd/openimages_data.log",
     benchmark:
         "benchmarks/ssd/openimages_data.tsv"
+    conda:
+        CONDA_ENV
     threads: 1
     resources:
         downloads=1,
-    conda:
-        CONDA_ENV
+    params:
+        cfg=SSD["data"]["openimages"],
     script:
         "../scripts/ssd_openimages_data.py"
 
@@ -91,21 +146,23 @@ rule ssd_pretrain_voc:
         epochs="results/ssd/pretrain/epochs.csv",
         metrics="results/ssd/pretrain/metrics.json",
         provenance="results/ssd/pretrain/provenance.json",
-    params:
-        cfg=SSD,
-        accelerator=device_accelerator(SSD_DEVICE),
-        state_dir="results/ssd/pretrain/resume",
     log:
         "logs/ssd/pretrain_voc.log",
     benchmark:
         "benchmarks/ssd/pretrain_voc.tsv"
+    conda:
+        CONDA_ENV
     threads: config["threads"]
     resources:
         gpu=gpu_count(SSD_DEVICE),
         slurm_partition=slurm_partition(SSD_DEVICE),
         gpu_model=gpu_model(SSD_DEVICE),
-    conda:
-        CONDA_ENV
+    params:
+        model=SSD["model"],
+        pretrain=lambda wildcards: SSD["pretrain"],  # present when the detector is trained here
+        seed=SSD["seed"],
+        accelerator=device_accelerator(SSD_DEVICE),
+        state_dir="results/ssd/pretrain/resume",
     script:
         "../scripts/ssd_pretrain_voc.py"
 
@@ -121,20 +178,21 @@ rule ssd_eval_voc:
         markdown="results/ssd/tables/voc_ap.md",
         figure=report("results/ssd/figures/voc_ap.pdf", caption="../report/captions/ssd_voc_ap.rst", category="SSD"),
         png="results/ssd/figures/voc_ap.png",
-    params:
-        cfg=SSD,
-        accelerator=device_accelerator(SSD_DEVICE),
     log:
         "logs/ssd/eval_voc.log",
     benchmark:
         "benchmarks/ssd/eval_voc.tsv"
+    conda:
+        CONDA_ENV
     threads: config["threads"]
     resources:
         gpu=gpu_count(SSD_DEVICE),
         slurm_partition=slurm_partition(SSD_DEVICE),
         gpu_model=gpu_model(SSD_DEVICE),
-    conda:
-        CONDA_ENV
+    params:
+        model=SSD["model"],
+        eval=SSD["eval"],
+        accelerator=device_accelerator(SSD_DEVICE),
     script:
         "../scripts/ssd_eval_voc.py"
 
@@ -151,30 +209,33 @@ rule ssd_finetune:
         epochs="results/ssd/finetune/epochs.csv",
         metrics="results/ssd/finetune/metrics.json",
         provenance="results/ssd/finetune/provenance.json",
-    params:
-        cfg=SSD,
-        accelerator=device_accelerator(SSD_DEVICE),
-        state_dir="results/ssd/finetune/resume",
     log:
         "logs/ssd/finetune.log",
     benchmark:
         "benchmarks/ssd/finetune.tsv"
+    conda:
+        CONDA_ENV
     threads: config["threads"]
     resources:
         gpu=gpu_count(SSD_DEVICE),
         slurm_partition=slurm_partition(SSD_DEVICE),
         gpu_model=gpu_model(SSD_DEVICE),
-    conda:
-        CONDA_ENV
+    params:
+        model=SSD["model"],
+        finetune=SSD["finetune"],
+        seed=SSD["seed"],
+        classes=SSD["data"]["openimages"]["classes"],
+        accelerator=device_accelerator(SSD_DEVICE),
+        state_dir="results/ssd/finetune/resume",
     script:
         "../scripts/ssd_finetune.py"
 
 
 rule ssd_eval_openimages:
     input:
-        initial="results/ssd/finetune/initial.pt",
-        checkpoint="results/ssd/finetune/checkpoint.pt",
-        labels="results/ssd/finetune/labels.txt",
+        initial=rules.ssd_finetune.output.initial,
+        checkpoint=rules.ssd_finetune.output.checkpoint,
+        labels=rules.ssd_finetune.output.labels,
         data="resources/data/openimages",
     output:
         before="results/ssd/openimages/ap_before.csv",
@@ -192,19 +253,55 @@ rule ssd_eval_openimages:
             category="SSD",
         ),
         png="results/ssd/figures/openimages_ap.png",
-    params:
-        cfg=SSD,
-        accelerator=device_accelerator(SSD_DEVICE),
     log:
         "logs/ssd/eval_openimages.log",
     benchmark:
         "benchmarks/ssd/eval_openimages.tsv"
+    conda:
+        CONDA_ENV
     threads: config["threads"]
     resources:
         gpu=gpu_count(SSD_DEVICE),
         slurm_partition=slurm_partition(SSD_DEVICE),
         gpu_model=gpu_model(SSD_DEVICE),
-    conda:
-        CONDA_ENV
+    params:
+        model=SSD["model"],
+        eval=SSD["eval"],
+        accelerator=device_accelerator(SSD_DEVICE),
     script:
         "../scripts/ssd_eval_openimages.py"
+
+
+rule ssd_values:
+    input:
+        voc_ap=rules.ssd_eval_voc.output.ap,
+        before=rules.ssd_eval_openimages.output.before,
+        after=rules.ssd_eval_openimages.output.after,
+        voc=rules.ssd_eval_voc.output.provenance,
+        finetune=rules.ssd_finetune.output.provenance,
+        openimages=rules.ssd_eval_openimages.output.provenance,
+        provenance=[
+            rules.ssd_eval_voc.output.provenance,
+            rules.ssd_finetune.output.provenance,
+            rules.ssd_eval_openimages.output.provenance,
+        ],
+        includes=[
+            rules.ssd_eval_voc.output.table,
+            rules.ssd_eval_voc.output.figure,
+            rules.ssd_eval_openimages.output.table,
+            rules.ssd_eval_openimages.output.figure,
+        ],
+    output:
+        values="results/ssd/values.json",
+    log:
+        "logs/ssd/values.log",
+    benchmark:
+        "benchmarks/ssd/values.tsv"
+    conda:
+        CONDA_ENV
+    params:
+        width_mult=SSD["model"]["width_mult"],
+        image_size=SSD["model"]["image_size"],
+        pretrained_source=SSD["pretrained"]["source"],
+    script:
+        "../scripts/ssd_values.py"

@@ -3,12 +3,39 @@
 # comparison and a CPU/GPU timing table. Weights come from ImageNet (full config, verified downloads) or from
 # pretraining the same architecture in the DAG on a synthetic source set whose classes differ from the target's.
 
-TRANSFER = config.get("transfer", {})
+from dlperf.transfer import plan
+
+TRANSFER = config["transfer"]
+TRANSFER_RUNS, TRANSFER_PRETRAIN = plan.RUNS, plan.PRETRAIN
+TRANSFER_DATA = f"resources/data/{TRANSFER['dataset']}"
+TRANSFER_DEVICE = TRANSFER["device"]
+plan.check(TRANSFER, imagefolder_datasets())
+TRAINING_RUNS["transfer"] = lambda: plan.trained_runs(TRANSFER)
+
+
+def transfer_backbone_of(wildcards):
+    return plan.backbone_entry(TRANSFER, wildcards.backbone)
+
+
+def transfer_image_size_of(wildcards):
+    return plan.image_size(TRANSFER, wildcards.backbone)
+
+
+def transfer_weights_of(wildcards):
+    return plan.weights(TRANSFER, wildcards.backbone)
+
+
+def transfer_download_of(wildcards):
+    return download_path(TRANSFER["backbones"][wildcards.backbone]["weights"])
+
+
+def transfer_run_lr(wildcards):
+    return plan.run_lr(TRANSFER, wildcards.mode, wildcards.lr)
 
 
 rule transfer_describe:
     input:
-        data=f"resources/data/{TRANSFER.get('dataset', 'decathlon')}",
+        data=TRANSFER_DATA,
     output:
         classes="results/transfer/dataset/classes.csv",
         distribution=report(
@@ -23,22 +50,22 @@ rule transfer_describe:
             category="Transfer",
         ),
         samples_png="results/transfer/dataset/samples.png",
-    params:
-        image_size=TRANSFER.get("image_size"),
     log:
         "logs/transfer/describe.log",
     benchmark:
         "benchmarks/transfer/describe.tsv"
     conda:
         CONDA_ENV
+    params:
+        image_size=TRANSFER["image_size"],
     script:
         "../scripts/transfer_describe.py"
 
 
 rule transfer_pretrain:
     input:
-        data=f"resources/data/{TRANSFER.get('pretrain', {}).get('dataset', 'transfer_source')}",
-        peak=f"results/flops/peak/{TRANSFER.get('device', 'cpu')}.json",
+        data=lambda wildcards: f"resources/data/{TRANSFER['pretrain']['dataset']}",
+        peak=peak_of(TRANSFER_DEVICE),
     output:
         weights="resources/weights/pretrained/{backbone}.pt",
         epochs=f"{TRANSFER_PRETRAIN}/epochs.csv",
@@ -46,23 +73,27 @@ rule transfer_pretrain:
         metrics=f"{TRANSFER_PRETRAIN}/metrics.json",
         checkpoint=f"{TRANSFER_PRETRAIN}/checkpoint.pt",
         provenance=f"{TRANSFER_PRETRAIN}/provenance.json",
-    params:
-        cfg=TRANSFER,
-        accelerator=device_accelerator(TRANSFER.get("device", "cpu")) if TRANSFER else "cpu",
-        state_dir=f"{TRANSFER_PRETRAIN}/resume",
     log:
         "logs/transfer/pretrain_{backbone}.log",
     benchmark:
         "benchmarks/transfer/pretrain_{backbone}.tsv"
     wildcard_constraints:
-        backbone="|".join(transfer_pretrained()) or "no-pretrained-backbone",
-    threads: config["threads"]
-    resources:
-        gpu=gpu_count(TRANSFER.get("device", "cpu")),
-        slurm_partition=slurm_partition(TRANSFER.get("device", "cpu")),
-        gpu_model=gpu_model(TRANSFER.get("device", "cpu")),
+        backbone="|".join(plan.pretrained(TRANSFER)) or "(?!)",
     conda:
         CONDA_ENV
+    threads: config["threads"]
+    resources:
+        gpu=gpu_count(TRANSFER_DEVICE),
+        slurm_partition=slurm_partition(TRANSFER_DEVICE),
+        gpu_model=gpu_model(TRANSFER_DEVICE),
+    params:
+        backbone=transfer_backbone_of,
+        image_size=transfer_image_size_of,
+        normalize=TRANSFER["normalize"],
+        train=lambda wildcards: TRANSFER["pretrain"]["train"],
+        seed=TRANSFER["seed"],
+        accelerator=device_accelerator(TRANSFER_DEVICE),
+        state_dir=f"{TRANSFER_PRETRAIN}/resume",
     script:
         "../scripts/transfer_pretrain.py"
 
@@ -72,34 +103,29 @@ rule transfer_fetch_weights:
         download=transfer_download_of,
     output:
         weights="resources/weights/imagenet/{backbone}.pth",
-    params:
-        cfg=TRANSFER,
     log:
         "logs/transfer/fetch_weights_{backbone}.log",
     benchmark:
         "benchmarks/transfer/fetch_weights_{backbone}.tsv"
     conda:
         CONDA_ENV
+    params:
+        backbone=transfer_backbone_of,
     script:
         "../scripts/transfer_fetch_weights.py"
 
 
 rule transfer_finetune:
     input:
-        data=f"resources/data/{TRANSFER.get('dataset', 'decathlon')}",
+        data=TRANSFER_DATA,
         weights=transfer_weights_of,
-        peak=f"results/flops/peak/{TRANSFER.get('device', 'cpu')}.json",
+        peak=peak_of(TRANSFER_DEVICE),
     output:
         checkpoint=f"{TRANSFER_RUNS}/checkpoint.pt",
         steps=f"{TRANSFER_RUNS}/steps.csv",
         epochs=f"{TRANSFER_RUNS}/epochs.csv",
         metrics=f"{TRANSFER_RUNS}/metrics.json",
         provenance=f"{TRANSFER_RUNS}/provenance.json",
-    params:
-        cfg=TRANSFER,
-        lr=transfer_run_lr,
-        accelerator=device_accelerator(TRANSFER.get("device", "cpu")) if TRANSFER else "cpu",
-        state_dir=f"{TRANSFER_RUNS}/resume",
     log:
         "logs/transfer/{mode}-{backbone}-lr{lr}.log",
     benchmark:
@@ -107,40 +133,53 @@ rule transfer_finetune:
     wildcard_constraints:
         mode="finetune",
         backbone="[a-z0-9_]+",
-    threads: config["threads"]
-    resources:
-        gpu=gpu_count(TRANSFER.get("device", "cpu")),
-        slurm_partition=slurm_partition(TRANSFER.get("device", "cpu")),
-        gpu_model=gpu_model(TRANSFER.get("device", "cpu")),
     conda:
         CONDA_ENV
+    threads: config["threads"]
+    resources:
+        gpu=gpu_count(TRANSFER_DEVICE),
+        slurm_partition=slurm_partition(TRANSFER_DEVICE),
+        gpu_model=gpu_model(TRANSFER_DEVICE),
+    params:
+        backbone=transfer_backbone_of,
+        image_size=transfer_image_size_of,
+        normalize=TRANSFER["normalize"],
+        train=TRANSFER["finetune"]["train"],
+        lr=transfer_run_lr,
+        seed=TRANSFER["seed"],
+        dataset=TRANSFER["dataset"],
+        accelerator=device_accelerator(TRANSFER_DEVICE),
+        state_dir=f"{TRANSFER_RUNS}/resume",
     script:
         "../scripts/transfer_finetune.py"
 
 
 rule transfer_cache:
     input:
-        data=f"resources/data/{TRANSFER.get('dataset', 'decathlon')}",
+        data=TRANSFER_DATA,
         weights=transfer_weights_of,
     output:
         cache="results/transfer/cache/{backbone}.pt",
         provenance="results/transfer/cache/{backbone}.provenance.json",
-    params:
-        cfg=TRANSFER,
-        accelerator=device_accelerator(TRANSFER.get("device", "cpu")) if TRANSFER else "cpu",
     log:
         "logs/transfer/cache_{backbone}.log",
     benchmark:
         "benchmarks/transfer/cache_{backbone}.tsv"
     wildcard_constraints:
         backbone="[a-z0-9_]+",
-    threads: config["threads"]
-    resources:
-        gpu=gpu_count(TRANSFER.get("device", "cpu")),
-        slurm_partition=slurm_partition(TRANSFER.get("device", "cpu")),
-        gpu_model=gpu_model(TRANSFER.get("device", "cpu")),
     conda:
         CONDA_ENV
+    threads: config["threads"]
+    resources:
+        gpu=gpu_count(TRANSFER_DEVICE),
+        slurm_partition=slurm_partition(TRANSFER_DEVICE),
+        gpu_model=gpu_model(TRANSFER_DEVICE),
+    params:
+        backbone=transfer_backbone_of,
+        image_size=transfer_image_size_of,
+        normalize=TRANSFER["normalize"],
+        dataset=TRANSFER["dataset"],
+        accelerator=device_accelerator(TRANSFER_DEVICE),
     script:
         "../scripts/transfer_cache.py"
 
@@ -154,11 +193,6 @@ rule transfer_head:
         epochs=f"{TRANSFER_RUNS}/epochs.csv",
         metrics=f"{TRANSFER_RUNS}/metrics.json",
         provenance=f"{TRANSFER_RUNS}/provenance.json",
-    params:
-        cfg=TRANSFER,
-        lr=transfer_run_lr,
-        accelerator=device_accelerator(TRANSFER.get("device", "cpu")) if TRANSFER else "cpu",
-        state_dir=f"{TRANSFER_RUNS}/resume",
     log:
         "logs/transfer/{mode}-{backbone}-lr{lr}.log",
     benchmark:
@@ -166,17 +200,24 @@ rule transfer_head:
     wildcard_constraints:
         mode="feature",
         backbone="[a-z0-9_]+",
-    threads: 1
     conda:
         CONDA_ENV
+    threads: 1
+    params:
+        backbone=transfer_backbone_of,
+        train=TRANSFER["feature_extractor"]["train"],
+        lr=transfer_run_lr,
+        seed=TRANSFER["seed"],
+        accelerator=device_accelerator(TRANSFER_DEVICE),
+        state_dir=f"{TRANSFER_RUNS}/resume",
     script:
         "../scripts/transfer_head.py"
 
 
 rule transfer_timing:
     input:
-        data=f"resources/data/{TRANSFER.get('dataset', 'decathlon')}",
-        weights=transfer_weights(TRANSFER["backbone"]) if TRANSFER else [],
+        data=TRANSFER_DATA,
+        weights=plan.weights(TRANSFER, TRANSFER["backbone"]),
     output:
         csv="results/transfer/device_timing.csv",
         table=report(
@@ -186,30 +227,37 @@ rule transfer_timing:
         ),
         markdown="results/transfer/tables/device_timing.md",
         provenance="results/transfer/device_timing.provenance.json",
-    params:
-        cfg=TRANSFER,
     log:
         "logs/transfer/timing.log",
     benchmark:
         "benchmarks/transfer/timing.tsv"
-    threads: config["threads"]
-    resources:
-        gpu=gpu_count(TRANSFER.get("device", "cpu")),
-        slurm_partition=slurm_partition(TRANSFER.get("device", "cpu")),
-        gpu_model=gpu_model(TRANSFER.get("device", "cpu")),
     conda:
         CONDA_ENV
+    threads: config["threads"]
+    resources:
+        gpu=gpu_count(TRANSFER_DEVICE),
+        slurm_partition=slurm_partition(TRANSFER_DEVICE),
+        gpu_model=gpu_model(TRANSFER_DEVICE),
+    params:
+        backbone=plan.backbone_entry(TRANSFER, TRANSFER["backbone"]),
+        image_size=plan.image_size(TRANSFER, TRANSFER["backbone"]),
+        normalize=TRANSFER["normalize"],
+        finetune=TRANSFER["finetune"]["train"],
+        feature_extractor=TRANSFER["feature_extractor"]["train"],
+        timing=TRANSFER["timing"],
+        seed=TRANSFER["seed"],
     script:
         "../scripts/transfer_timing.py"
 
 
 rule transfer_summary:
     input:
-        finetune=[f"{run}/metrics.json" for run in transfer_runs("finetune")] if TRANSFER else [],
-        feature=[f"{run}/metrics.json" for run in transfer_runs("feature")] if TRANSFER else [],
-        comparison=[f"{run}/metrics.json" for run in transfer_comparison_runs()] if TRANSFER else [],
-        caches=expand("results/transfer/cache/{backbone}.provenance.json",
-                      backbone=TRANSFER.get("backbone_comparison", {}).get("backbones", [])),
+        finetune=[f"{run}/metrics.json" for run in plan.runs(TRANSFER, "finetune")],
+        feature=[f"{run}/metrics.json" for run in plan.runs(TRANSFER, "feature")],
+        comparison=[f"{run}/metrics.json" for run in plan.comparison_runs(TRANSFER)],
+        caches=expand(
+            "results/transfer/cache/{backbone}.provenance.json", backbone=TRANSFER["backbone_comparison"]["backbones"]
+        ),
     output:
         summary="results/transfer/summary.csv",
         table=report(
@@ -245,3 +293,43 @@ rule transfer_summary:
         CONDA_ENV
     script:
         "../scripts/transfer_summary.py"
+
+
+def transfer_values_inputs():
+    """What the transfer section quotes: its CSVs, the target's and a fine-tuning run's provenance, and the in-DAG
+    pretraining run's when the backbone was pretrained here."""
+    finetune = f"{plan.runs(TRANSFER, 'finetune')[0]}/provenance.json"
+    inputs = {"finetune": finetune}
+    if TRANSFER["backbone"] in plan.pretrained(TRANSFER):
+        inputs["pretrain"] = f"{TRANSFER_PRETRAIN.format(backbone=TRANSFER['backbone'])}/provenance.json"
+    inputs["provenance"] = [finetune, rules.transfer_timing.output.provenance, TRANSFER_DATA]
+    return inputs
+
+
+rule transfer_values:
+    input:
+        unpack(lambda wildcards: transfer_values_inputs()),
+        classes=rules.transfer_describe.output.classes,
+        summary=rules.transfer_summary.output.summary,
+        backbones=rules.transfer_summary.output.backbones,
+        timing=rules.transfer_timing.output.csv,
+        dataset=TRANSFER_DATA,
+        includes=[
+            rules.transfer_describe.output.distribution,
+            rules.transfer_describe.output.samples,
+            rules.transfer_summary.output.table,
+            rules.transfer_summary.output.finetune_curves,
+            rules.transfer_summary.output.feature_curves,
+            rules.transfer_summary.output.backbones_table,
+            rules.transfer_timing.output.table,
+        ],
+    output:
+        values="results/transfer/values.json",
+    log:
+        "logs/transfer/values.log",
+    benchmark:
+        "benchmarks/transfer/values.tsv"
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/transfer_values.py"

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from dlperf.atomic import write_csv
 from dlperf.compress.evaluation import eager_latency, load_classifier
 from dlperf.compress.pruning import dense_size_bytes, nonzero_params
 from dlperf.workflow import limit_threads, script_logging
@@ -27,5 +28,5 @@ with script_logging(snakemake.log[0]):
                                                        repeats=lat["repeats"]).median_s,
                      "latency_batch": batch, "checkpoint": checkpoint})
     table = pd.DataFrame(rows)
-    table.to_csv(snakemake.output.csv, index=False)
+    write_csv(snakemake.output.csv, table)
     print(table.to_string(index=False))

@@ -1,10 +1,9 @@
 """Prune a trained Optimus model to one sparsity, then re-train it with the masks fixed (rule: compress_prune)."""
 import json
-from pathlib import Path
 
 import torch
 
-from dlperf.atomic import atomic_write
+from dlperf.atomic import atomic_write, write_csv, write_json
 from dlperf.compress.evaluation import accuracy, eager_latency, load_classifier
 from dlperf.compress.pruning import (
     check_masks_kept,
@@ -18,19 +17,19 @@ from dlperf.compress.pruning import (
 )
 from dlperf.data.cifar import read_cifar10
 from dlperf.flops.flops import model_flops_per_step
-from dlperf.provenance import Provenance
 from dlperf.train.data import DeviceImages
-from dlperf.train.engine import TrainConfig, seed_everything, select_device, train
-from dlperf.workflow import fingerprint, limit_threads, script_logging
+from dlperf.train.engine import TrainConfig, seed_everything, train
+from dlperf.train.job import TrainingJob
+from dlperf.workflow import script_logging
 
 with script_logging(snakemake.log[0]):
     wc, p = snakemake.wildcards, snakemake.params
-    limit_threads(snakemake.threads)
     seed, sparsity = int(wc.seed), float(wc.sparsity)
-    cfg = TrainConfig.from_config(p.prune["train"], seed=seed)
-    device = select_device(p.accelerator)
+    job = TrainingJob(snakemake, "compress", f"{wc.arch}-{wc.device}-s{seed}-sp{wc.sparsity}")
+    device = job.device
+    cfg = TrainConfig.from_config(p.train, seed=seed)
     data = read_cifar10(snakemake.input.data)
-    n = p.prune["n_train"] or len(data.train_y)
+    n = p.n_train or len(data.train_y)
     test = DeviceImages(data.test_x, data.test_y, device)
     timing = {"warmup": p.latency["warmup"], "repeats": p.latency["repeats"]}
     batch = p.latency["batch_sizes"][0]
@@ -44,20 +43,16 @@ with script_logging(snakemake.log[0]):
     prune_global(model, sparsity)
     pruned_acc = accuracy(model, test, cfg.eval_batch_size)
     kept = masks(model)
-    run = f"{wc.arch}-{wc.device}-s{seed}-sp{wc.sparsity}"
-    peak_flops = json.loads(Path(snakemake.input.peak).read_text())["peak_flops"]
-    prov = Provenance({"compress": {"arch": wc.arch, "seed": seed, "sparsity": sparsity, "prune": p.prune},
-                       "source": snakemake.input.checkpoint},
-                      device=str(device), peak_flops=peak_flops, study="compress", run=run)
+    prov = job.provenance({"compress": {"arch": wc.arch, "seed": seed, "sparsity": sparsity,
+                                        "prune": {"n_train": p.n_train, "train": p.train}},
+                           "source": snakemake.input.checkpoint})
     seed_everything(seed)
     metrics = train(model, DeviceImages(data.train_x[:n], data.train_y[:n], device), {"test": test}, cfg,
-                    run_dir=Path(snakemake.output.epochs).parent, state_dir=Path(p.state_dir), run_name=run,
-                    flops_per_image=flops_per_image, peak_flops=peak_flops,
-                    fingerprint=fingerprint(wc.arch, seed, sparsity, p.prune, n, str(device)))
+                    flops_per_image=flops_per_image, **job.engine_args())
     check_masks_kept(model, kept)
     make_permanent(model)
     table = sparsity_table(model)
-    table.to_csv(snakemake.output.sparsity, index=False)
+    write_csv(snakemake.output.sparsity, table)
     with atomic_write(snakemake.output.checkpoint, "wb") as fh:   # plain weights: loads into cifar_model as is
         torch.save({"model": model.state_dict(), "epoch": cfg.epochs, "best_epoch": None, "sparsity": sparsity}, fh)
     result = {
@@ -69,7 +64,6 @@ with script_logging(snakemake.log[0]):
         "retrain_images": n, "retrain_epochs": cfg.epochs,
         **{f"dense_{k}": v for k, v in dense.items()},
     }
-    with atomic_write(snakemake.output.pruning) as fh:
-        json.dump(result, fh, indent=2)
+    write_json(snakemake.output.pruning, result)
     prov.write(snakemake.output.provenance, metrics=metrics, pruning=result, flops_per_image=flops_per_image)
     print(json.dumps(result, indent=2))

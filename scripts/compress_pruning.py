@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from dlperf.atomic import write_csv
 from dlperf.compress.summary import accuracy_sparsity_figure
 from dlperf.report.style import save_figure
 from dlperf.workflow import script_logging
@@ -11,9 +12,9 @@ from dlperf.workflow import script_logging
 with script_logging(snakemake.log[0]):
     records = [json.loads(Path(path).read_text()) for path in snakemake.input.pruning]
     pruning = pd.DataFrame(records).sort_values("sparsity")
-    pruning.to_csv(snakemake.output.csv, index=False)
+    write_csv(snakemake.output.csv, pruning)
     layers = pd.concat([pd.read_csv(path).assign(sparsity_target=r["sparsity"])
                         for path, r in zip(snakemake.input.sparsity, records)])
-    layers.to_csv(snakemake.output.layers, index=False)
+    write_csv(snakemake.output.layers, layers)
     save_figure(accuracy_sparsity_figure(pruning), snakemake.output.figure)
     print(pruning.to_string(index=False))

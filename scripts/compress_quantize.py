@@ -1,10 +1,9 @@
 """Export the trained classifier to ONNX, quantize it to INT8 (dynamic and static), and measure accuracy, size and
 CPU latency of every variant against FP32 onnxruntime and PyTorch eager (rule: compress_quantize)."""
-import os
 import tempfile
+from functools import partial
 from pathlib import Path
 
-import pandas as pd
 import torch
 
 from dlperf.compress.evaluation import accuracy, latency_images, load_classifier, time_eager
@@ -13,12 +12,15 @@ from dlperf.compress.quantize import (
     ArrayCalibrationReader,
     agreement,
     export_onnx,
+    file_columns,
+    latency_rows,
+    ort_variants,
     preprocess,
-    quantize_dynamic_model,
-    quantize_static_model,
+    quantize_both,
     session,
     session_outputs,
     time_session,
+    write_results,
 )
 from dlperf.data.cifar import read_cifar10
 from dlperf.provenance import Provenance
@@ -44,11 +46,7 @@ with script_logging(snakemake.log[0]):
         preprocess(raw, out.fp32)
     reader = ArrayCalibrationReader("input", (x.numpy() for x, _ in calibration.batches(
         q["calibration_batch_size"], shuffle=False)))
-    quantize_static_model(out.fp32, out.static, reader, quant_format=q["format"],
-                          activation_type=q["activation_type"], weight_type=q["weight_type"],
-                          per_channel=q["per_channel"], reduce_range=q["reduce_range"],
-                          calibrate_method=q["calibrate_method"])
-    quantize_dynamic_model(out.fp32, out.dynamic, weight_type=q["dynamic_weight_type"])
+    quantize_both(out.fp32, out.static, out.dynamic, reader, q)
 
     with torch.inference_mode():
         reference = model(test_images).numpy()
@@ -56,26 +54,16 @@ with script_logging(snakemake.log[0]):
     rows = [{"variant": "eager_fp32", "runtime": "pytorch", "file": "", "size_bytes": dense_size_bytes(model.state_dict()),
              "nonzero_params": params, "top1": accuracy(model, test, q["eval_batch_size"]),
              **agreement(reference, reference)}]
-    timings = []
-    for batch in lat["batch_sizes"]:
-        t = time_eager(model, latency_images(batch), warmup=lat["warmup"], repeats=lat["repeats"])
-        timings.append({"model": "classifier", "variant": "eager_fp32", "batch": batch, "median_ms": 1e3 * t.median_s,
-                        "p10_ms": 1e3 * t.p10_s, "p90_ms": 1e3 * t.p90_s})
+    timings = latency_rows("classifier", "eager_fp32", partial(time_eager, model), latency_images, lat)
     images = test_images.numpy()
-    for variant, path in (("ort_fp32", out.fp32), ("ort_int8_dynamic", out.dynamic), ("ort_int8_static", out.static)):
+    for variant, path in ort_variants(out.fp32, out.dynamic, out.static):
         sess = session(path, threads)
         logits = session_outputs(sess, images, q["eval_batch_size"])
-        rows.append({"variant": variant, "runtime": "onnxruntime", "file": Path(path).name,
-                     "size_bytes": os.path.getsize(path), "nonzero_params": params,
+        rows.append({"variant": variant, "runtime": "onnxruntime", **file_columns(path), "nonzero_params": params,
                      "top1": float((logits.argmax(1) == labels).mean()), **agreement(logits, reference)})
-        for batch in lat["batch_sizes"]:
-            t = time_session(sess, latency_images(batch).numpy(), warmup=lat["warmup"], repeats=lat["repeats"])
-            timings.append({"model": "classifier", "variant": variant, "batch": batch, "median_ms": 1e3 * t.median_s,
-                            "p10_ms": 1e3 * t.p10_s, "p90_ms": 1e3 * t.p90_s})
-    table = pd.DataFrame(rows)
-    table.to_csv(out.csv, index=False)
-    latency = pd.DataFrame(timings)
-    latency.to_csv(out.latency, index=False)
+        timings += latency_rows("classifier", variant, partial(time_session, sess),
+                                lambda batch: latency_images(batch).numpy(), lat)
+    table, latency = write_results(rows, timings, out.csv, out.latency)
     prov.write(out.provenance, calibration_images=reader.images, test_images=len(labels),
                onnxruntime_providers=["CPUExecutionProvider"])
     print(table.to_string(index=False))

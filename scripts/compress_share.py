@@ -2,6 +2,7 @@
 (rule: compress_share)."""
 import pandas as pd
 
+from dlperf.atomic import write_csv
 from dlperf.compress.evaluation import accuracy, eager_latency, load_classifier
 from dlperf.compress.pruning import nonzero_params
 from dlperf.compress.sharing import index_bits, share_weights, shared_size_bytes
@@ -35,7 +36,7 @@ with script_logging(snakemake.log[0]):
                      "dense_latency_ms": dense_ms, "latency_batch": batch})
         layers.append(table)
     sharing = pd.DataFrame(rows)
-    sharing.to_csv(out.csv, index=False)
-    pd.concat(layers).to_csv(out.layers, index=False)
+    write_csv(out.csv, sharing)
+    write_csv(out.layers, pd.concat(layers))
     prov.write(out.provenance, sharing=rows)
     print(sharing.to_string(index=False))

@@ -1,7 +1,7 @@
 """Every compressed model and its references in one table, and size against accuracy (rule: compress_summary)."""
 import pandas as pd
 
-from dlperf.atomic import atomic_write
+from dlperf.atomic import write_csv
 from dlperf.compress.summary import size_accuracy_figure, summary_frame, summary_table
 from dlperf.report.style import save_figure
 from dlperf.report.tables import write_table
@@ -17,8 +17,7 @@ with script_logging(snakemake.log[0]):
     summary = summary_frame(arch=p.arch, pruning=pd.read_csv(inp.pruning), classifier=pd.read_csv(inp.classifier),
                             latency=latency, sharing=pd.read_csv(inp.sharing), distill=pd.read_csv(inp.distill),
                             ssd=ssd, temperature=p.distill["temperature"], alpha=p.distill["alpha"])
-    with atomic_write(out.csv) as fh:
-        summary.to_csv(fh, index=False)
+    write_csv(out.csv, summary)
     write_table(summary_table(summary), out.table)
     save_figure(size_accuracy_figure(summary), out.figure)
     print(summary.to_string(index=False))

@@ -1,4 +1,4 @@
-"""Fetch one file named in config, verify its checksum, write it atomically (rule: download)."""
+"""Fetch one file named in config, verify its checksum, write it atomically (rule: data_download)."""
 from pathlib import Path
 
 from dlperf.data.download import fetch

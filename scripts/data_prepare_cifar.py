@@ -1,4 +1,4 @@
-"""CIFAR-10/100 in the real pickle layout: synthesized, or extracted from the verified archive (rule: prepare_cifar)."""
+"""CIFAR-10/100 in the real pickle layout: synthesized, or extracted from the verified archive (rule: data_prepare_cifar)."""
 from pathlib import Path
 
 from dlperf.atomic import atomic_dir

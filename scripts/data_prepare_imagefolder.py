@@ -1,5 +1,5 @@
 """An ImageFolder dataset (train/val/test): synthesized, or converted from its downloaded originals
-(rule: prepare_imagefolder). Its provenance.json counts the images of every class and split."""
+(rule: data_prepare_imagefolder). Its provenance.json counts the images of every class and split."""
 import tempfile
 from pathlib import Path
 

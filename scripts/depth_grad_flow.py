@@ -3,6 +3,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from dlperf.atomic import write_csv
 from dlperf.report.figures import grad_flow
 from dlperf.report.style import save_figure
 from dlperf.workflow import script_logging
@@ -10,5 +11,5 @@ from dlperf.workflow import script_logging
 with script_logging(snakemake.log[0]):
     frames = {Path(p).parent.name: pd.read_csv(p) for p in snakemake.input.grad_flow}
     combined = pd.concat([df.assign(run=name) for name, df in frames.items()], ignore_index=True)
-    combined.to_csv(snakemake.output.csv, index=False)
+    write_csv(snakemake.output.csv, combined)
     save_figure(grad_flow(frames, snakemake.params.epochs), snakemake.output.figure)

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from dlperf.atomic import write_csv
 from dlperf.report.figures import learning_curves
 from dlperf.report.style import save_figure
 from dlperf.report.tables import write_table
@@ -25,7 +26,7 @@ with script_logging(snakemake.log[0]):
                      "best_epoch": m["best_epoch"]})
         curves[f"{run['model']} lr={run['lr']:g}"] = epochs
     table = pd.DataFrame(rows)
-    table.to_csv(snakemake.output.csv, index=False)
+    write_csv(snakemake.output.csv, table)
     write_table(table.assign(lr=table.lr.map(lambda v: f"{v:.0e}")), snakemake.output.table,
                 formats={c: ".2f" for c in ("train_loss", "train_acc", "val_loss", "val_acc", "test_loss",
                                             "test_acc")})

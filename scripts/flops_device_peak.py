@@ -2,7 +2,7 @@
 (rule: flops_device_peak)."""
 import json
 
-from dlperf.atomic import atomic_write
+from dlperf.atomic import write_json
 from dlperf.flops.peak import device_name, peak_kernels
 from dlperf.train.engine import select_device
 from dlperf.workflow import limit_threads, script_logging
@@ -25,6 +25,5 @@ with script_logging(snakemake.log[0]):
               "threads": snakemake.threads, "peak_flops": peak, "peak_tflops": peak / 1e12, "source": source}
     if not override:
         record["kernels_tflops"] = {name: flops / 1e12 for name, flops in kernels.items()}
-    with atomic_write(snakemake.output[0]) as fh:
-        json.dump(record, fh, indent=2)
+    write_json(snakemake.output[0], record)
     print(json.dumps(record))

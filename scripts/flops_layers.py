@@ -1,6 +1,7 @@
 """Per-layer FLOP table of one torchvision model (rule: flops_layers)."""
 import pandas as pd
 
+from dlperf.atomic import write_csv
 from dlperf.flops.study import model_layers
 from dlperf.report.tables import write_table
 from dlperf.workflow import script_logging
@@ -8,7 +9,7 @@ from dlperf.workflow import script_logging
 with script_logging(snakemake.log[0]):
     name = snakemake.wildcards.model
     table, summary = model_layers(name, snakemake.params.image_size, snakemake.params.flop_per_mac)
-    table.to_csv(snakemake.output.csv, index=False)
+    write_csv(snakemake.output.csv, table)
     shown = table[table.macs > 0].assign(share=lambda df: 100 * df.share, mflops=lambda df: df.flops / 1e6)
     shown = shown[["layer", "type", "output_shape", "params", "mflops", "share"]]
     conv = shown[shown.type.str.startswith("Conv")]

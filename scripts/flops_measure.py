@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from dlperf.atomic import write_csv
 from dlperf.flops.study import measure
 from dlperf.provenance import Provenance
 from dlperf.report import figures
@@ -26,10 +27,9 @@ with script_logging(snakemake.log[0]):
                                 peak["peak_flops"], cfg["warmup"], cfg["repeats"]))
             print(rows[-1], flush=True)
     df = pd.DataFrame(rows)
-    df[["model", "batch", "image_size", "gflops", "forward_ms", "forward_p10_ms", "forward_p90_ms", "layer_sum_ms",
-        "n_layers"]].to_csv(snakemake.output.timing, index=False)
-    df[["model", "batch", "gflops", "achieved_tflops", "peak_tflops", "ppp"]].to_csv(snakemake.output.ppp,
-                                                                                    index=False)
+    write_csv(snakemake.output.timing, df[["model", "batch", "image_size", "gflops", "forward_ms", "forward_p10_ms",
+                                           "forward_p90_ms", "layer_sum_ms", "n_layers"]])
+    write_csv(snakemake.output.ppp, df[["model", "batch", "gflops", "achieved_tflops", "peak_tflops", "ppp"]])
     shown = df[["model", "batch", "forward_ms", "layer_sum_ms", "achieved_tflops", "ppp"]].assign(
         ppp=100 * df.ppp).rename(columns={"ppp": "PPP (%)"})
     write_table(shown, snakemake.output.table, formats={"forward_ms": ".2f", "layer_sum_ms": ".2f",

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from dlperf.atomic import write_csv
 from dlperf.report.tables import write_table
 from dlperf.workflow import script_logging
 
@@ -19,7 +20,7 @@ with script_logging(snakemake.log[0]):
                      "device": prov.get("gpu") or prov.get("cpu"), "gflop_per_step": float(epochs.gflop_per_step.iloc[0]),
                      "achieved_tflops": achieved, "peak_tflops": peak, "ppp": achieved / peak})
     df = pd.DataFrame(rows)
-    df.to_csv(snakemake.output.csv, index=False)
+    write_csv(snakemake.output.csv, df)
     write_table(df.assign(ppp=100 * df.ppp).rename(columns={"ppp": "PPP (%)"}), snakemake.output.table,
                 formats={"gflop_per_step": ".2f", "achieved_tflops": ".4f", "peak_tflops": ".3f", "PPP (%)": ".1f"})
     print(df.to_string(index=False))

@@ -3,6 +3,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from dlperf.atomic import write_csv
 from dlperf.report.figures import learning_curves
 from dlperf.report.style import save_figure
 from dlperf.report.tables import write_table
@@ -16,7 +17,7 @@ with script_logging(snakemake.log[0]):
          "train_acc": df.train_acc.iloc[-1], "test_loss": df.test_loss.iloc[-1], "test_acc": df.test_acc.iloc[-1],
          "images_per_s": df.images_per_s.median(), "wall_seconds": df.wall_seconds.iloc[-1]}
         for name, df in sorted(runs.items())])
-    final.to_csv(snakemake.output.csv, index=False)
+    write_csv(snakemake.output.csv, final)
     write_table(final, snakemake.output.table, formats={"train_loss": ".3f", "test_loss": ".3f", "train_acc": ".3f",
                                                         "test_acc": ".3f", "images_per_s": ".0f",
                                                         "wall_seconds": ".1f"})

@@ -3,6 +3,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from dlperf.atomic import write_csv
 from dlperf.optimus import figures
 from dlperf.optimus.study import binned_loss, fit_runs
 from dlperf.provenance import Provenance
@@ -15,7 +16,7 @@ with script_logging(snakemake.log[0]):
     prov = Provenance({"optimus": {"fit": fit_cfg}})
     steps = {Path(p).parent.name: pd.read_csv(p) for p in snakemake.input.steps}
     fits = fit_runs(steps, fit_cfg["bins_per_epoch"], fit_cfg["weighting"])
-    fits.to_csv(snakemake.output.csv, index=False)
+    write_csv(snakemake.output.csv, fits)
     for row in fits.itertuples():
         print(f"{row.arch}-{row.device}-s{row.seed}: {row.status} beta=({row.beta0:.4g}, {row.beta1:.4g}, "
               f"{row.beta2:.4g}) r2={row.r2:.4f} {row.message}")

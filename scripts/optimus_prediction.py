@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from dlperf.atomic import write_csv
 from dlperf.optimus import figures
 from dlperf.optimus.study import accuracy_map, parse_run, predict_target, regress_betas
 from dlperf.provenance import Provenance
@@ -18,7 +19,7 @@ with script_logging(snakemake.log[0]):
     fits = pd.read_csv(snakemake.input.fits)
     fits = fits[fits.arch != p.target_arch]
     models, table = regress_betas(fits, p.form)
-    table.to_csv(snakemake.output.regression, index=False)
+    write_csv(snakemake.output.regression, table)
 
     def by_run(paths):
         return {Path(x).parent.name: pd.read_csv(x) for x in paths}
@@ -27,9 +28,9 @@ with script_logging(snakemake.log[0]):
     curves, errors = predict_target(models, p.target_arch, by_run(snakemake.input.target_steps),
                                     by_run(snakemake.input.target_epochs), acc_map, p.target_accuracy,
                                     p.fit["bins_per_epoch"], p.max_epochs)
-    curves[["device", "epoch", "predicted_loss", "measured_loss"]].to_csv(snakemake.output.prediction, index=False)
-    errors[["device", "mape_percent", "predicted_epochs_to_target", "measured_epochs_to_target"]].to_csv(
-        snakemake.output.error, index=False)
+    write_csv(snakemake.output.prediction, curves[["device", "epoch", "predicted_loss", "measured_loss"]])
+    write_csv(snakemake.output.error,
+              errors[["device", "mape_percent", "predicted_epochs_to_target", "measured_epochs_to_target"]])
     for figure_path in snakemake.output.figures:
         device = Path(figure_path).stem.rsplit("_", 1)[1]
         save_figure(figures.prediction(curves[curves.device == device], p.target_arch, device), figure_path)

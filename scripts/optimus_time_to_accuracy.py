@@ -4,7 +4,7 @@ import math
 
 import pandas as pd
 
-from dlperf.atomic import atomic_write
+from dlperf.atomic import write_csv, write_json
 from dlperf.models import cifar_model
 from dlperf.optimus import figures
 from dlperf.optimus.speed_model import derive_theta, optimal_workers, steps_needed, time_to_accuracy
@@ -35,14 +35,13 @@ with script_logging(snakemake.log[0]):
     steps = steps_needed(epochs, p.n_train, cfg["global_batch"])
     workers = range(cfg["workers"]["min"], cfg["workers"]["max"] + 1)
     tta = time_to_accuracy(cfg["ps"], workers, theta, cfg["global_batch"], steps)
-    tta.to_csv(snakemake.output.csv, index=False)
+    write_csv(snakemake.output.csv, tta)
     optimum = {int(ps): {"closed_form_w_star": optimal_workers(ps, theta, cfg["global_batch"]),
                          "best_w_on_grid": int(df.loc[df.hours_to_target.idxmin()].workers)
                          if math.isfinite(steps) else None}
                for ps, df in tta.groupby("ps")}
-    with atomic_write(snakemake.output.theta) as fh:
-        json.dump({"theta": theta, "predicted_epochs_to_target": epochs, "steps_needed": steps,
-                   "optimum": optimum}, fh, indent=2)
+    write_json(snakemake.output.theta, {"theta": theta, "predicted_epochs_to_target": epochs,
+                                        "steps_needed": steps, "optimum": optimum})
     save_figure(figures.time_to_accuracy(tta, theta, cfg["global_batch"], p.target_accuracy),
                 snakemake.output.figure)
     prov.write(snakemake.output.provenance, theta=theta, optimum=optimum)

@@ -1,10 +1,9 @@
 """The served detector seen from a client: python -m dlperf.serve on the model repository, one test image of each
 class sent as an ORT-server request, the response parsed, thresholded and NMS-ed per class, and the boxes drawn
 (rule: serve_demo). The server is always stopped, also when a request fails."""
-import json
 from pathlib import Path
 
-from dlperf.atomic import atomic_dir, atomic_write
+from dlperf.atomic import atomic_dir, atomic_write, write_json
 from dlperf.data.openimages import OpenImagesDataset
 from dlperf.data.voc import read_label_file
 from dlperf.provenance import Provenance
@@ -45,6 +44,5 @@ with script_logging(snakemake.log[0]), open(snakemake.log[0], "a", buffering=1) 
                              "detections": detections_record(prediction, class_names)}
             print(f"{name}: image {records[name]['image_id']}, {len(prediction.labels)} detections, "
                   f"{len(raw)} response bytes")
-    with atomic_write(out.detections) as handle:
-        json.dump(records, handle, indent=2)
+    write_json(out.detections, records)
     provenance.write(out.provenance, classes=class_names, images={k: v["image_id"] for k, v in records.items()})

@@ -4,7 +4,7 @@ import json
 
 import onnx
 
-from dlperf.atomic import atomic_write
+from dlperf.atomic import write_json
 from dlperf.export.detector import load_detector, preprocessed_images
 from dlperf.export.onnx_export import export_onnx, external_data_files, onnx_op_types, parity_check
 from dlperf.provenance import Provenance
@@ -37,7 +37,6 @@ with script_logging(snakemake.log[0]):
         "bytes": len(proto.SerializeToString()),
         "onnx_version": onnx.__version__,
     }
-    with atomic_write(out.parity) as handle:
-        json.dump(record, handle, indent=2)
+    write_json(out.parity, record)
     print(json.dumps(result))
     provenance.write(out.provenance, classes=class_names, parity=result, nodes=record["nodes"])

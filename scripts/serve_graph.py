@@ -15,6 +15,6 @@ with script_logging(snakemake.log[0]):
         handle.write(graph_dot(model.graph, model.graph.name, snakemake.params.rankdir, embed_docstring=True))
     render_svg(out.dot, out.svg)
     with atomic_write(out.docstrings) as handle:
-        handle.write(docstrings_markdown(model, title="Doc strings of results/ssd/onnx/ssd.onnx"))
+        handle.write(docstrings_markdown(model, title="Doc strings of results/serve/onnx/ssd.onnx"))
     print(f"drew {len(model.graph.node)} op nodes")
     provenance.write(out.provenance, op_nodes=len(model.graph.node))

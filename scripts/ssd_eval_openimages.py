@@ -13,19 +13,19 @@ from dlperf.train.engine import select_device
 from dlperf.workflow import limit_threads, script_logging
 
 with script_logging(snakemake.log[0]):
-    cfg, p = snakemake.params.cfg, snakemake.params
+    p = snakemake.params
     limit_threads(snakemake.threads)
     device = select_device(p.accelerator)
-    e = cfg["eval"]
+    e = p.eval
     labels = read_label_file(snakemake.input.labels)
     test = OpenImagesDataset(snakemake.input.data, "test", labels[1:])
-    prov = Provenance({"ssd": {k: cfg[k] for k in ("model", "data", "finetune", "eval")}}, device=str(device),
+    prov = Provenance({"ssd": {"model": p.model, "eval": p.eval}}, device=str(device),
                       study="ssd", before="initial.pt: VOC body, heads re-initialised, untrained (epoch 0)",
                       after="checkpoint.pt: after fine-tuning")
     frames = {}
     for stage, checkpoint, output in (("before", snakemake.input.initial, snakemake.output.before),
                                       ("after", snakemake.input.checkpoint, snakemake.output.after)):
-        model = load_ssd(checkpoint, labels, **cfg["model"])
+        model = load_ssd(checkpoint, labels, **p.model)
         result = evaluate_dataset(model, test, labels, device, batch_size=e["batch_size"],
                                   use_2007_metric=e["use_2007_metric"], iou_threshold=e["iou_threshold"],
                                   prob_threshold=e["prob_threshold"], nms_iou=e["nms_iou"],

@@ -12,14 +12,14 @@ from dlperf.train.engine import select_device
 from dlperf.workflow import limit_threads, script_logging
 
 with script_logging(snakemake.log[0]):
-    cfg, p = snakemake.params.cfg, snakemake.params
+    p = snakemake.params
     limit_threads(snakemake.threads)
     device = select_device(p.accelerator)
-    e = cfg["eval"]
-    prov = Provenance({"ssd": {k: cfg[k] for k in ("model", "data", "pretrained", "eval")}}, device=str(device),
+    e = p.eval
+    prov = Provenance({"ssd": {"model": p.model, "eval": p.eval}}, device=str(device),
                       study="ssd", checkpoint=snakemake.input.checkpoint,
                       checkpoint_sha256=file_checksum(snakemake.input.checkpoint, "sha256"))
-    model = load_ssd(snakemake.input.checkpoint, VOCDataset.class_names, **cfg["model"])
+    model = load_ssd(snakemake.input.checkpoint, VOCDataset.class_names, **p.model)
     test = VOCDataset(Path(snakemake.input.data) / VOC_DIR, "test", keep_difficult=True)
     result = evaluate_dataset(model, test, VOCDataset.class_names, device, batch_size=e["batch_size"],
                               use_2007_metric=e["use_2007_metric"], iou_threshold=e["iou_threshold"],

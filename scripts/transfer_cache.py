@@ -11,12 +11,11 @@ from dlperf.transfer import SPLITS, backbone_from_file, target_images
 from dlperf.workflow import limit_threads, script_logging
 
 with script_logging(snakemake.log[0]):
-    t, backbone = snakemake.params.cfg, snakemake.wildcards.backbone
+    p, backbone = snakemake.params, snakemake.wildcards.backbone
     limit_threads(snakemake.threads)
-    entry = t["backbones"][backbone]
-    size = entry.get("image_size") or t["image_size"]
-    device = select_device(snakemake.params.accelerator)
-    index, data = target_images(snakemake.input.data, size, device, t["normalize"])
+    entry, size = p.backbone, p.image_size
+    device = select_device(p.accelerator)
+    index, data = target_images(snakemake.input.data, size, device, p.normalize)
     features = FrozenFeatures(backbone_from_file(entry, snakemake.input.weights, len(index.classes)),
                               entry["arch"]).to(device)
     if device.type == "cuda":
@@ -29,7 +28,7 @@ with script_logging(snakemake.log[0]):
     dim = splits["train"][0].shape[1]
     save_cache(snakemake.output.cache, splits, backbone=backbone, classes=index.classes, image_size=size,
                augmentation="none: one un-augmented view per image")
-    Provenance({"transfer": {"backbone": entry, "image_size": size, "dataset": t["dataset"]}},
+    Provenance({"transfer": {"backbone": entry, "image_size": size, "dataset": p.dataset}},
                device=str(device)).write(snakemake.output.provenance, cache_seconds=seconds, feature_dim=dim,
                                          images={s: len(data[s]) for s in SPLITS})
     print(f"{backbone}: {sum(len(data[s]) for s in SPLITS)} images -> {dim} features in {seconds:.2f} s")

@@ -3,7 +3,7 @@
 import numpy as np
 import pandas as pd
 
-from dlperf.atomic import atomic_write
+from dlperf.atomic import write_csv
 from dlperf.data.imagefolder import class_counts, load_imagefolder_split, scan_imagefolder
 from dlperf.report.figures import class_distribution, sample_grid
 from dlperf.report.style import save_figure
@@ -15,8 +15,7 @@ SAMPLE_CLASSES, SAMPLES_PER_CLASS = 2, 4
 with script_logging(snakemake.log[0]):
     index = scan_imagefolder(snakemake.input.data, SPLITS)   # fails naming an empty or missing class folder
     classes = pd.DataFrame(class_counts(index))[["class", "n_train", "n_val", "n_test"]]
-    with atomic_write(snakemake.output.classes) as fh:
-        classes.to_csv(fh, index=False)
+    write_csv(snakemake.output.classes, classes)
     save_figure(class_distribution(classes), snakemake.output.distribution)
     # The first training images of the first and the middle class: two classes apart in the sorted order.
     images, labels = load_imagefolder_split(index, "train", snakemake.params.image_size)

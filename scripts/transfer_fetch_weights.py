@@ -5,7 +5,7 @@ from dlperf.transfer import backbone_from_file
 from dlperf.workflow import script_logging
 
 with script_logging(snakemake.log[0]):
-    entry = snakemake.params.cfg["backbones"][snakemake.wildcards.backbone]
+    entry = snakemake.params.backbone
     backbone_from_file(entry, snakemake.input.download, num_classes=2)   # raises naming the keys that do not fit
     atomic_copy(snakemake.input.download, snakemake.output.weights)
     print(f"{snakemake.input.download}: loads strictly into {entry['arch']}")

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from dlperf.atomic import atomic_write
+from dlperf.atomic import write_csv
 from dlperf.report.figures import learning_curves
 from dlperf.report.style import save_figure
 from dlperf.report.tables import write_table
@@ -27,17 +27,12 @@ def run_record(metrics_path):
             "device": prov.get("gpu") or prov.get("cpu")}, epochs
 
 
-def write_csv(frame, path):
-    with atomic_write(path) as fh:
-        frame.to_csv(fh, index=False)
-
-
 with script_logging(snakemake.log[0]):
     inputs = snakemake.input
     finetune = [run_record(p) for p in inputs.finetune]
     feature = [run_record(p) for p in inputs.feature]
     summary = pd.DataFrame([r for r, _ in finetune + feature])[SUMMARY_COLUMNS]
-    write_csv(summary, snakemake.output.summary)
+    write_csv(snakemake.output.summary, summary)
     winner = mark_winners(summary)
     shown = summary.assign(winner=["yes" if w else "" for w in winner], best_val_acc=100 * summary.best_val_acc,
                            final_test_acc=100 * summary.final_test_acc)
@@ -58,7 +53,7 @@ with script_logging(snakemake.log[0]):
                      "cache_seconds": cache["cache_seconds"], "train_seconds": record["train_seconds"],
                      "device": record["device"]})
     backbones = pd.DataFrame(rows, columns=["backbone", "lr", "val_acc", "cache_seconds", "train_seconds", "device"])
-    write_csv(backbones, snakemake.output.backbones)
+    write_csv(snakemake.output.backbones, backbones)
     write_table(backbones.assign(val_acc=100 * backbones.val_acc), snakemake.output.backbones_table,
                 formats={"val_acc": ".1f", "cache_seconds": ".2f", "train_seconds": ".2f", "lr": "g"})
     print(summary.to_string(index=False))

@@ -7,6 +7,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from dlperf.atomic import write_csv
 from dlperf.models.backbones import FeatureClassifier, FrozenFeatures
 from dlperf.provenance import Provenance, device_description
 from dlperf.report.tables import write_table
@@ -25,13 +26,11 @@ def timed_epochs(model, data, train_cfg, seed, name):
 
 
 with script_logging(snakemake.log[0]):
-    t = snakemake.params.cfg
-    timing = t["timing"]
+    p = snakemake.params
+    timing, entry, size, seed = p.timing, p.backbone, p.image_size, p.seed
     limit_threads(snakemake.threads)
-    entry = t["backbones"][t["backbone"]]
-    size = entry.get("image_size") or t["image_size"]
-    finetune_cfg = t["finetune"]["train"]
-    head_cfg = {**t["feature_extractor"]["train"], "augment": {}, "channels_last": "off"}
+    finetune_cfg = p.finetune
+    head_cfg = {**p.feature_extractor, "augment": {}, "channels_last": "off"}
     rows, absent = [], []
     for name in timing["devices"]:
         if name == "cuda" and not torch.cuda.is_available():
@@ -41,17 +40,17 @@ with script_logging(snakemake.log[0]):
         device = torch.device(name)
         described = device_description(name)
         device_name = described.get("gpu") or described.get("cpu")
-        index, data = target_images(snakemake.input.data, size, device, t["normalize"])
+        index, data = target_images(snakemake.input.data, size, device, p.normalize)
         n = len(data["train"])
 
-        seed_everything(t["seed"])
+        seed_everything(seed)
         model = backbone_from_file(entry, snakemake.input.weights, len(index.classes))
-        finetune = timed_epochs(model, data["train"], finetune_cfg, t["seed"], f"timing-finetune-{name}")
+        finetune = timed_epochs(model, data["train"], finetune_cfg, seed, f"timing-finetune-{name}")
 
         frozen = FrozenFeatures(backbone_from_file(entry, snakemake.input.weights, len(index.classes)),
                                 entry["arch"]).to(device)
-        head = new_head(head_features(model, entry["arch"]), len(index.classes), t["seed"])
-        uncached = timed_epochs(FeatureClassifier(frozen, head), data["train"], head_cfg, t["seed"],
+        head = new_head(head_features(model, entry["arch"]), len(index.classes), seed)
+        uncached = timed_epochs(FeatureClassifier(frozen, head), data["train"], head_cfg, seed,
                                 f"timing-uncached-{name}")
         if device.type == "cuda":
             torch.cuda.synchronize(device)
@@ -60,8 +59,8 @@ with script_logging(snakemake.log[0]):
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         cache_seconds = time.perf_counter() - start
-        cached = timed_epochs(new_head(features.shape[1], len(index.classes), t["seed"]),
-                              DeviceFeatures(features, data["train"].labels, device), head_cfg, t["seed"],
+        cached = timed_epochs(new_head(features.shape[1], len(index.classes), seed),
+                              DeviceFeatures(features, data["train"].labels, device), head_cfg, seed,
                               f"timing-cached-{name}")
         for mode, seconds, once in (("finetune", finetune, 0.0), ("feature_extractor_cached", cached, cache_seconds),
                                     ("feature_extractor_uncached", uncached, 0.0)):
@@ -69,7 +68,7 @@ with script_logging(snakemake.log[0]):
                          "images_per_s": n / seconds, "one_time_seconds": once,
                          "speedup_vs_uncached": uncached / seconds})
     df = pd.DataFrame(rows)
-    df.to_csv(snakemake.output.csv, index=False)
+    write_csv(snakemake.output.csv, df)
     write_table(df, snakemake.output.table,
                 formats={"epoch_seconds": ".4f", "images_per_s": ".0f", "one_time_seconds": ".3f",
                          "speedup_vs_uncached": ".1f"})

@@ -32,7 +32,7 @@ def _provenance(config: dict) -> dict:
 def write_serve(root: Path, cfg: dict) -> None:
     s = cfg["serve"]
     model = cfg.get("ssd", {}).get("model", {"width_mult": 0.25, "image_size": 160})
-    onnx_dir, serving = root / "results/ssd/onnx", root / "results/ssd/serving"
+    onnx_dir, serving = root / "results/serve/onnx", root / "results/serve"
     rows = []
     for batching, rate in (("off", 150.0), ("dynamic", 300.0)):
         for clients in s["bench"]["clients"]:
@@ -74,3 +74,8 @@ def write_serve(root: Path, cfg: dict) -> None:
                             "response_bytes": 23575, "ground_truth": 2,
                             "detections": [{"class": name, "prob": 0.9, "box": [50.0, 40.0, 110.0, 120.0]}]}
     _json(serving / "detections.json", detections)
+    # results the report does not show, but the serve study's values rule collects
+    for path, text in (("onnx/graph.svg", "<svg/>"), ("onnx/docstrings.md", "# Doc strings\n"),
+                       ("model_repository/ssd/1/model.onnx", "onnx"), ("model_repository/ssd/config.pbtxt", "")):
+        (serving / path).parent.mkdir(parents=True, exist_ok=True)
+        (serving / path).write_text(text)

@@ -339,7 +339,7 @@ def test_the_report_values_come_from_the_results_the_fixture_writes(tmp_path):
     import yaml
     from snakemake.utils import validate
 
-    from dlperf.report.values import STUDIES
+    from dlperf.compress.values import compress_values
     from report_fixtures_compress import write_compress
 
     root = Path(__file__).resolve().parents[1]
@@ -347,7 +347,7 @@ def test_the_report_values_come_from_the_results_the_fixture_writes(tmp_path):
     validate(cfg, str(root / "config" / "schema.yaml"))
     write_compress(tmp_path, cfg)
     out = tmp_path / "results" / "compress"
-    macros = STUDIES["compress"](
+    macros = compress_values(
         summary=pd.read_csv(out / "summary.csv"), pruning=pd.read_csv(out / "pruning.csv"),
         classifier=pd.read_csv(out / "quantize" / "classifier.csv"), latency=pd.read_csv(out / "quantize" / "latency.csv"),
         sharing=pd.read_csv(out / "share" / "sharing.csv"), distill=pd.read_csv(out / "distill.csv"),

@@ -1,39 +1,17 @@
 """The compress study as the workflow runs it: the full config's DAG, and a real small run of every compress rule
 (the SSD's quantization included, on stand-ins for the SSD study's files) in a scratch copy of the workflow."""
 import json
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
+import pytest
 import torch
-import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
-SNAKEMAKE = [sys.executable, "-m", "snakemake"]
-IGNORED = shutil.ignore_patterns(".git", ".venv", "results", "resources", ".snakemake", "logs", "benchmarks",
-                                 "__pycache__", "*.egg-info", ".pytest_cache")
+from conftest import job_counts, load_config, scratch_copy, snakemake, write_config
+
 TARGETS = ["results/compress/summary.csv", "results/compress/tables/summary.tex",
            "results/compress/figures/accuracy_sparsity.pdf", "results/compress/figures/size_accuracy.pdf"]
 SSD_INPUTS = ["results/ssd/onnx/ssd.onnx", "results/ssd/finetune/labels.txt", "resources/data/openimages"]
-
-
-def snakemake(*args, cwd=ROOT, timeout=600):
-    out = subprocess.run([*SNAKEMAKE, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout)
-    return out.returncode, out.stdout + out.stderr
-
-
-def job_counts(text: str) -> dict[str, int]:
-    """The dry run's 'Job stats' table as {rule: count}."""
-    lines = text.split("Job stats:")[1].splitlines()[3:]
-    counts = {}
-    for line in lines:
-        parts = line.split()
-        if len(parts) != 2 or not parts[1].isdigit() or parts[0] == "total":
-            break
-        counts[parts[0]] = int(parts[1])
-    return counts
 
 
 def test_the_full_config_builds_the_compress_dag_without_any_data():
@@ -87,12 +65,10 @@ def write_ssd_standins(repo: Path) -> None:
                       output_names=["scores", "boxes"], external_data=False).save(str(onnx_path))
 
 
+@pytest.mark.slow
 def test_the_compress_rules_run_on_a_small_config_and_a_rerun_does_nothing(tmp_path):
-    repo = tmp_path / "repo"
-    shutil.copytree(ROOT, repo, ignore=IGNORED)
-    config = repo / "config" / "config.yaml"
-    cfg = small_config(yaml.safe_load(config.read_text()))
-    config.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    repo = scratch_copy(tmp_path / "repo")
+    write_config(repo / "config" / "config.yaml", small_config(load_config(root=repo)), sort_keys=False)
     write_ssd_standins(repo)
 
     rc, text = snakemake("--cores", "1", "--", *TARGETS, cwd=repo)
@@ -136,9 +112,8 @@ def test_the_compress_rules_run_on_a_small_config_and_a_rerun_does_nothing(tmp_p
 
 
 def test_an_undeclared_compress_device_label_is_rejected_naming_it(tmp_path):
-    cfg = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    cfg = load_config()
     cfg["compress"]["device"] = "a100"
-    path = tmp_path / "bad.yaml"
-    path.write_text(yaml.safe_dump(cfg))
+    path = write_config(tmp_path / "bad.yaml", cfg)
     rc, text = snakemake("-n", "--configfile", str(path), "--", *TARGETS)
     assert rc != 0 and "compress.device: unknown device label(s) 'a100'" in text, text[-2000:]

@@ -1,31 +1,24 @@
 """The schema rejects a bad config before any job runs, naming the offending key."""
 import copy
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
-import yaml
 from snakemake.utils import validate
 
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import ROOT, load_config, snakemake, write_config
+
 SCHEMA = str(ROOT / "config" / "schema.yaml")
-
-
-def load(name="config.yaml"):
-    return yaml.safe_load((ROOT / "config" / name).read_text())
 
 
 @pytest.mark.parametrize("name", ["config.yaml", "full.yaml"])
 def test_shipped_configs_are_valid_and_get_schema_defaults(name):
-    cfg = load(name)
+    cfg = load_config(name)
     validate(cfg, SCHEMA)
     assert cfg["optimus"]["train"]["amp"] == "auto"            # a default injected by the schema
     assert cfg["optimus"]["train"]["schedule"]["step_per"] == "epoch"
 
 
 def broken(edit):
-    cfg = copy.deepcopy(load())
+    cfg = copy.deepcopy(load_config())
     edit(cfg)
     return cfg
 
@@ -52,11 +45,8 @@ def test_schema_rejects(case):
 
 
 def test_snakemake_rejects_a_bad_config_before_building_the_dag(tmp_path):
-    bad = tmp_path / "bad.yaml"
-    bad.write_text(yaml.safe_dump(broken(lambda c: c["optimus"]["train"].update(batch_size=0))))
-    out = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--configfile", str(bad)], cwd=ROOT,
-                         capture_output=True, text=True, timeout=120)
-    assert out.returncode != 0
-    text = out.stdout + out.stderr
+    bad = write_config(tmp_path / "bad.yaml", broken(lambda c: c["optimus"]["train"].update(batch_size=0)))
+    rc, text = snakemake("-n", "--configfile", str(bad), timeout=120)
+    assert rc != 0
     assert "batch_size" in text and "0 is less than the minimum of 1" in text
     assert "Job stats" not in text                            # no DAG, no job

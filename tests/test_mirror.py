@@ -14,6 +14,7 @@ import torchvision
 import yaml
 from jsonschema import Draft202012Validator
 
+from conftest import ROOT, load_config
 from dlperf.data import mirror, mirror_files
 from dlperf.data.cifar import read_cifar10, read_cifar100
 from dlperf.data.download import extract, file_checksum
@@ -21,8 +22,7 @@ from dlperf.data.mirror_server import serving
 from dlperf.models.mobilenet_ssd import mobilenet_v1_ssd
 from dlperf.transfer import backbone_from_file
 
-ROOT = Path(__file__).resolve().parents[1]
-FULL = yaml.safe_load((ROOT / "config" / "full.yaml").read_text())
+FULL = load_config("full.yaml")
 
 
 @pytest.fixture(scope="module")
@@ -145,7 +145,7 @@ def test_the_override_points_every_download_at_the_mirror_and_the_merged_config_
     # real model sizes are untouched
     assert merged["optimus"]["imagenet_width"] == 64 and merged["ssd"]["model"] == {"width_mult": 1.0, "image_size": 300}
     assert merged["transfer"]["backbones"]["inception_v3"]["image_size"] == 299
-    schema = yaml.safe_load((ROOT / "config" / "schema.yaml").read_text())
+    schema = load_config("schema.yaml")
     Draft202012Validator(schema).validate(merged)
     voc = merged["ssd"]["data"]["voc"]["downloads"]
     assert [Path(d["url"]).name for d in voc] == ["VOCtrainval_06-Nov-2007.tar", "VOCtest_06-Nov-2007.tar"]

@@ -10,9 +10,8 @@ import pandas as pd
 import pytest
 from scipy.io import loadmat
 
+from conftest import ROOT
 from dlperf.data import mirror_files
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def free_port() -> int:

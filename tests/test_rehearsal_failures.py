@@ -3,8 +3,6 @@ archive, a wrong checksum, a mirror that answers 404 or 500, a weights file of t
 naming the file or URL (or, for Open Images images, is counted and skipped) and leaves nothing partial in resources/."""
 import hashlib
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -12,12 +10,11 @@ import torch
 import torchvision
 import yaml
 
+from conftest import ROOT, snakemake, write_config
 from dlperf.data import mirror
 from dlperf.data.mirror_server import serving
 
 pytestmark = pytest.mark.slow  # each case runs Snakemake on the full config
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -41,13 +38,11 @@ def run(work: Path, root: Path, targets, extra: dict | None = None):
     configs = [str(ROOT / "config" / "full.yaml"), str(root / mirror.OVERRIDE)]
     if extra:
         (work / "extra.yaml").parent.mkdir(parents=True, exist_ok=True)
-        (work / "extra.yaml").write_text(yaml.safe_dump(extra))
-        configs.append(str(work / "extra.yaml"))
-    out = subprocess.run([sys.executable, "-m", "snakemake", "--cores", "2", "--directory", str(work),
-                          "--configfile", *configs, "--", *targets],
-                         cwd=ROOT, capture_output=True, text=True, timeout=600)
+        configs.append(str(write_config(work / "extra.yaml", extra)))
+    rc, text = snakemake("--cores", "2", "--directory", str(work), "--configfile", *configs, "--", *targets,
+                         timeout=600)
     logs = "".join(p.read_text(errors="replace") for p in sorted((work / "logs").rglob("*.log")))
-    return out.returncode, out.stdout + out.stderr + logs
+    return rc, text + logs
 
 
 def left_in(work: Path, folder: str) -> list[str]:

@@ -600,3 +600,22 @@ def test_fuzzing_the_openapi_document_finds_no_server_error(server):
         case.call_and_validate(base_url=server.url, checks=checks)
 
     fuzz()
+
+
+def test_the_bench_table_has_speedups_and_the_goals_read_the_direct_and_most_client_rows():
+    from dlperf.serve.bench import COLUMNS, bench_table, serving_goals
+
+    def row(benchmark, runtime, batching, clients, rps, p50):
+        return {"benchmark": benchmark, "runtime": runtime, "batching": batching, "clients": clients, "batch_size": 1,
+                "requests": 10, "throughput_rps": rps, "p50_ms": p50, "p99_ms": p50, "mean_batch": 1.0}
+
+    rows = [row("server", "onnxruntime", "off", 1, 10.0, 5.0), row("server", "onnxruntime", "off", 8, 20.0, 5.0),
+            row("server", "onnxruntime", "dynamic", 1, 10.0, 5.0),
+            row("server", "onnxruntime", "dynamic", 8, 50.0, 5.0),
+            row("direct", "pytorch_eager", "off", 1, 100.0, 9.0), row("direct", "onnxruntime", "off", 1, 300.0, 3.0)]
+    table = bench_table(rows)
+    assert list(table.columns) == COLUMNS
+    assert table.speedup.tolist() == [1.0, 1.0, 1.0, 2.5, 1.0, 3.0]
+    speedups, met = serving_goals(table)
+    assert speedups == {"ort_vs_eager_batch1": 3.0, "batched_vs_unbatched_8_clients": 2.5}
+    assert met == {"ort_vs_eager_batch1": True, "batched_vs_unbatched_8_clients": True}

@@ -7,24 +7,21 @@ Open Images root. Only the serving rules may run.
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import onnx
 import pandas as pd
 import pytest
-import yaml
 from PIL import Image
 
+import conftest
+from conftest import load_config, scratch_copy, write_config
 from dlperf.export import parse_model_config
 from dlperf.serve import OrtServerClient
 from serve_fixtures import write_ssd_inputs
 
-ROOT = Path(__file__).resolve().parents[1]
-IGNORED = shutil.ignore_patterns(".git", ".venv", "results", "resources", ".snakemake", "logs", "benchmarks",
-                                 "__pycache__", "*.egg-info", ".pytest_cache", ".hypothesis")
+pytestmark = pytest.mark.slow  # every test reads the serving rules' real run (the `workflow` fixture)
+
 RULES = ["serve_export", "serve_graph", "serve_model_repository", "serve_demo", "serve_bench"]
 BENCH_COLUMNS = ["benchmark", "runtime", "batching", "clients", "batch_size", "requests", "throughput_rps", "p50_ms",
                  "p99_ms", "mean_batch", "speedup"]
@@ -32,30 +29,28 @@ STAND_IN_MODEL = {"width_mult": 0.25, "image_size": 160}  # used only where the 
 
 
 def snakemake(repo: Path, *args: str, timeout: float = 600) -> str:
-    out = subprocess.run([sys.executable, "-m", "snakemake", *args], cwd=repo, capture_output=True, text=True,
-                         timeout=timeout)
-    assert out.returncode == 0, (out.stdout + out.stderr)[-5000:]
-    return out.stdout + out.stderr
+    """Snakemake's output in ``repo``, which must succeed."""
+    rc, text = conftest.snakemake(*args, cwd=repo, timeout=timeout)
+    assert rc == 0, text[-5000:]
+    return text
 
 
 def with_ssd_model(repo: Path) -> dict:
     """The scratch copy's config, given the SSD study's ``ssd.model`` keys if it lacks them (before the SSD
     study is merged its section does not exist; the schema then learns a minimal one)."""
-    config_path, schema_path = repo / "config" / "config.yaml", repo / "config" / "schema.yaml"
-    cfg = yaml.safe_load(config_path.read_text())
+    cfg = load_config(root=repo)
     if "model" not in cfg.get("ssd", {}):
         cfg.setdefault("ssd", {})["model"] = STAND_IN_MODEL
-        config_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
-        schema = yaml.safe_load(schema_path.read_text())
+        write_config(repo / "config" / "config.yaml", cfg, sort_keys=False)
+        schema = load_config("schema.yaml", root=repo)
         schema["properties"].setdefault("ssd", {"type": "object", "description": "stand-in"})
-        schema_path.write_text(yaml.safe_dump(schema, sort_keys=False))
+        write_config(repo / "config" / "schema.yaml", schema, sort_keys=False)
     return cfg
 
 
 @pytest.fixture(scope="module")
 def workflow(tmp_path_factory):
-    repo = tmp_path_factory.mktemp("serve") / "repo"
-    shutil.copytree(ROOT, repo, ignore=IGNORED)
+    repo = scratch_copy(tmp_path_factory.mktemp("serve") / "repo")
     cfg = with_ssd_model(repo)
     model = cfg["ssd"]["model"]
     write_ssd_inputs(repo, model["width_mult"], model["image_size"], classes=cfg["serve"]["demo"]["classes"])
@@ -134,7 +129,7 @@ def test_a_second_run_has_nothing_to_do(workflow):
 
 
 def test_the_report_quotes_the_results_the_rules_wrote(workflow):
-    from dlperf.report.values import serving_values
+    from dlperf.serve.values import serving_values
 
     repo, cfg, _ = workflow
     bench = pd.read_csv(repo / "results/ssd/serving/bench.csv")

@@ -5,18 +5,11 @@ import os
 import re
 import shutil
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
-import yaml
 
+from conftest import load_config, scratch_copy, snakemake, write_config
 from slurm_cluster import Cluster, ClusterBusy, install, missing_binaries
-
-ROOT = Path(__file__).resolve().parents[1]
-SNAKEMAKE = [sys.executable, "-m", "snakemake"]
-IGNORED = shutil.ignore_patterns(".git", ".venv", "results", "resources", ".snakemake", "logs", "benchmarks",
-                                 "__pycache__", "*.egg-info", ".pytest_cache")
 
 
 def dry_run_jobs(text):
@@ -36,11 +29,9 @@ def test_the_full_config_plans_through_the_slurm_profile_without_slurm_installed
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     (bin_dir / "which").symlink_to(shutil.which("which"))
-    cmd = [*SNAKEMAKE, "-n", "--forceall", "--profile", "profiles/slurm", "--configfile", "config/full.yaml"]
-    out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300,
-                         env={**os.environ, "PATH": str(bin_dir)})
-    text = out.stdout + out.stderr
-    assert out.returncode == 0, text[-5000:]
+    rc, text = snakemake("-n", "--forceall", "--profile", "profiles/slurm", "--configfile", "config/full.yaml",
+                         timeout=300, env={**os.environ, "PATH": str(bin_dir)})
+    assert rc == 0, text[-5000:]
 
     jobs = dry_run_jobs(text)
     train = [(wc, res) for rule, wc, res in jobs if rule == "optimus_train"]
@@ -55,7 +46,7 @@ def test_the_full_config_plans_through_the_slurm_profile_without_slurm_installed
         f"device={label}": (label, label, "30") for label in ("k80", "p100", "v100")}
     # CPU-only work (downloads, data preparation, fits, figures) stays small and on the default partition
     cpu_rules = {rule for rule, _, res in jobs if "gpu" not in res}
-    assert {"download", "prepare_cifar", "optimus_loss_fits", "flops_summary"} <= cpu_rules
+    assert {"data_download", "data_prepare_cifar", "optimus_loss_fits", "flops_summary"} <= cpu_rules
     for rule, wildcards, res in jobs:
         if rule in cpu_rules and rule != "all":
             assert (res["slurm_partition"], res["runtime"], res["mem_mb"]) == ("cpu", "60", "2000"), (rule, wildcards)
@@ -85,31 +76,27 @@ def slurm_cluster(tmp_path_factory):
 def slice_config(path):
     """The embedded default, cut to minutes of work on 2 cores, plus a CUDA device label `fake` that maps to the
     cluster's `gpu` partition and its fake GPU type. With `device: auto` its jobs fall back to the CPU."""
-    cfg = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    cfg = load_config()
     cfg["device"] = "auto"
     cfg["threads"] = 1  # two jobs at once on the two-CPU node
     cfg["devices"]["fake"] = {"accelerator": "cuda", "slurm_partition": "gpu", "gpu_model": "fake"}
     cfg["flops"]["models"] = ["resnet50"]
     cfg["flops"]["peak"] = {"matmul_size": 256, "repeats": 2, "override_tflops": {}}
-    path.write_text(yaml.safe_dump(cfg))
-    return path
+    return write_config(path, cfg)
 
 
 @pytest.mark.slow
 def test_a_data_job_and_a_gpu_job_run_through_sbatch_on_a_one_node_cluster(tmp_path, slurm_cluster):
-    work = tmp_path / "repo"
-    shutil.copytree(ROOT, work, ignore=IGNORED)
+    work = scratch_copy(tmp_path / "repo")
     config = slice_config(tmp_path / "slice.yaml")
     targets = ["results/flops/summary.csv", "results/flops/peak/fake.json"]
     # The profile as a user runs it; only the first status check comes sooner than its 40 s default.
-    cmd = [*SNAKEMAKE, "--profile", "profiles/slurm", "--configfile", str(config),
-           "--slurm-init-seconds-before-status-checks", "2", *targets]
     try:
-        out = subprocess.run(cmd, cwd=work, capture_output=True, text=True, timeout=240)
+        rc, text = snakemake("--profile", "profiles/slurm", "--configfile", str(config),
+                             "--slurm-init-seconds-before-status-checks", "2", *targets, cwd=work, timeout=240)
     except subprocess.TimeoutExpired as err:
         pytest.fail(f"snakemake did not finish in 240 s:\n{err.stdout}\n{err.stderr}\n{slurm_cluster.log_tails()}")
-    text = out.stdout + out.stderr
-    assert out.returncode == 0, f"{text[-5000:]}\n{slurm_cluster.log_tails()}"
+    assert rc == 0, f"{text[-5000:]}\n{slurm_cluster.log_tails()}"
 
     summary = (work / "results/flops/summary.csv").read_text().splitlines()
     assert summary[0] == "model,params,gmacs,gflops,conv_share" and summary[1].startswith("resnet50,")

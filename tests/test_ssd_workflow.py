@@ -1,53 +1,35 @@
 """The SSD study's rules: dry runs of both configs, bad input, and a real small run of every SSD rule."""
 import json
-import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import pandas as pd
 import pytest
 import torch
-import yaml
 
+from conftest import job_counts, load_config, scratch_copy, snakemake, write_config
 from dlperf.data.openimages import OpenImagesDataset
 from dlperf.data.voc import read_label_file
 from dlperf.models.mobilenet_ssd import mobilenet_v1_ssd
 
-ROOT = Path(__file__).resolve().parents[1]
-IGNORED = shutil.ignore_patterns(".git", ".venv", "results", "resources", ".snakemake", "logs", "benchmarks",
-                                 "__pycache__", "*.egg-info", ".pytest_cache")
 SSD_TARGETS = ["results/ssd/voc/ap.csv", "results/ssd/openimages/ap_before.csv", "results/ssd/openimages/ap_after.csv"]
 
 
-def snakemake(*args, cwd=ROOT, timeout=600):
-    out = subprocess.run([sys.executable, "-m", "snakemake", *args], cwd=cwd, capture_output=True, text=True,
-                         timeout=timeout)
-    return out.returncode, out.stdout + out.stderr
+def ssd_jobs(text):
+    """The dry run's job counts of the SSD rules."""
+    return {rule: n for rule, n in job_counts(text).items() if rule.startswith("ssd_")}
 
 
-def job_counts(text):
-    counts = {}
-    for line in text.splitlines():
-        parts = line.split()
-        if len(parts) == 2 and parts[0].startswith("ssd_") and parts[1].isdigit():
-            counts[parts[0]] = int(parts[1])
-    return counts
-
-
-def write_config(tmp_path, base, edit):
-    cfg = yaml.safe_load((ROOT / "config" / base).read_text())
+def ssd_config(tmp_path, base, edit):
+    """config/<base> with ``edit`` applied to its ssd section, written to tmp_path/<base>."""
+    cfg = load_config(base)
     edit(cfg["ssd"])
-    path = tmp_path / base
-    path.write_text(yaml.safe_dump(cfg))
-    return path
+    return write_config(tmp_path / base, cfg)
 
 
 def test_the_full_config_downloads_data_and_the_published_checkpoint_and_trains_only_the_fine_tune():
     rc, text = snakemake(*SSD_TARGETS, "-n", "--configfile", "config/full.yaml")
     assert rc == 0, text
     # two VOC tars, the class descriptions and three box files; the checkpoint; no VOC training
-    assert job_counts(text) == {"ssd_download": 6, "ssd_download_weights": 1, "ssd_voc_data": 1,
+    assert ssd_jobs(text) == {"ssd_download": 6, "ssd_download_weights": 1, "ssd_voc_data": 1,
                                 "ssd_openimages_data": 1, "ssd_eval_voc": 1, "ssd_finetune": 1,
                                 "ssd_eval_openimages": 1}
     assert "resources/weights/mobilenet-v1-ssd-mp-0_675.pth" in text
@@ -57,28 +39,28 @@ def test_the_full_config_downloads_data_and_the_published_checkpoint_and_trains_
 def test_a_local_checkpoint_path_replaces_the_download(tmp_path):
     local = tmp_path / "mobilenet-v1-ssd-mp-0_675.pth"
     local.write_bytes(b"weights")
-    path = write_config(tmp_path, "full.yaml", lambda s: s["pretrained"].update(local_path=str(local)))
+    path = ssd_config(tmp_path, "full.yaml", lambda s: s["pretrained"].update(local_path=str(local)))
     rc, text = snakemake(*SSD_TARGETS, "-n", "--configfile", str(path))
     assert rc == 0, text
-    assert "ssd_download_weights" not in job_counts(text)
+    assert "ssd_download_weights" not in ssd_jobs(text)
 
 
 def test_the_default_trains_the_voc_detector_in_the_dag():
     rc, text = snakemake(*SSD_TARGETS, "-n", "--forceall")  # even where results exist from an earlier run
     assert rc == 0, text
-    assert job_counts(text) == {"ssd_voc_data": 1, "ssd_openimages_data": 1, "ssd_pretrain_voc": 1,
+    assert ssd_jobs(text) == {"ssd_voc_data": 1, "ssd_openimages_data": 1, "ssd_pretrain_voc": 1,
                                 "ssd_eval_voc": 1, "ssd_finetune": 1, "ssd_eval_openimages": 1}
 
 
 def test_an_undeclared_ssd_device_label_is_rejected_naming_it(tmp_path):
-    path = write_config(tmp_path, "config.yaml", lambda s: s.update(device="a100"))
+    path = ssd_config(tmp_path, "config.yaml", lambda s: s.update(device="a100"))
     rc, text = snakemake("-n", "--configfile", str(path))
     assert rc != 0
     assert "ssd.device: unknown device label(s) 'a100'" in text
 
 
 def test_a_pretrained_source_of_train_needs_a_pretrain_section(tmp_path):
-    path = write_config(tmp_path, "config.yaml", lambda s: s.pop("pretrain"))
+    path = ssd_config(tmp_path, "config.yaml", lambda s: s.pop("pretrain"))
     rc, text = snakemake("-n", "--configfile", str(path))
     assert rc != 0 and "'pretrain' is a required property" in text
 
@@ -92,10 +74,10 @@ def shrink(ssd):
     ssd["finetune"].update(epochs=2, scheduler={"name": "cosine", "t_max": 2})
 
 
+@pytest.mark.slow
 def test_the_ssd_rules_run_for_real_and_write_the_contract_files(tmp_path):
-    work = tmp_path / "repo"
-    shutil.copytree(ROOT, work, ignore=IGNORED)
-    path = write_config(tmp_path, "config.yaml", shrink)
+    work = scratch_copy(tmp_path / "repo")
+    path = ssd_config(tmp_path, "config.yaml", shrink)
     rc, text = snakemake(*SSD_TARGETS, "results/ssd/tables/openimages_ap.tex", "results/ssd/figures/voc_ap.pdf",
                          "--cores", "1", "--configfile", str(path), cwd=work)
     assert rc == 0, text[-5000:]

@@ -4,8 +4,6 @@ full config's Flowers102 path works against a loopback server."""
 import hashlib
 import io
 import shutil
-import subprocess
-import sys
 import tarfile
 from pathlib import Path
 
@@ -13,7 +11,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-import yaml
 from PIL import Image
 from scipy.io import savemat
 
@@ -28,9 +25,9 @@ from dlperf.train.features import DeviceFeatures, extract_features
 from dlperf.train.schedule import Schedule
 from dlperf.transfer import backbone_from_file, mark_winners, new_head, target_images
 
+from conftest import load_config, scratch_copy, snakemake, write_config
 from http_fixture import serve_directory
 
-ROOT = Path(__file__).resolve().parents[1]
 NORMALIZE = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
 
 
@@ -140,7 +137,7 @@ def test_cached_features_refuse_augmentation():
 @pytest.mark.parametrize("config", ["config.yaml", "full.yaml"])
 @pytest.mark.parametrize("mode", ["finetune", "feature_extractor"])
 def test_each_configured_multistep_schedule_makes_exactly_three_drops_of_gamma(config, mode):
-    train_cfg = yaml.safe_load((ROOT / "config" / config).read_text())["transfer"][mode]["train"]
+    train_cfg = load_config(config)["transfer"][mode]["train"]
     schedule = Schedule.from_config(train_cfg["schedule"])
     steps_per_epoch = 3
     lrs = [schedule.lr(1.0, i, steps_per_epoch) for i in range(train_cfg["epochs"] * steps_per_epoch)]
@@ -245,18 +242,15 @@ def test_a_corrupt_weights_file_fails_its_checksum(tmp_path):
 def test_the_full_configs_target_is_downloaded_verified_and_converted_by_the_workflow(tmp_path):
     """The full config's decathlon entry, its URLs pointed at a loopback server: download rule, then prepare."""
     digests = flowers_originals(tmp_path / "www")
-    repo = tmp_path / "repo"
-    shutil.copytree(ROOT, repo, ignore=shutil.ignore_patterns(".git", ".venv", "results", "resources", ".snakemake",
-                                                                "logs", "benchmarks", "__pycache__"))
-    cfg = yaml.safe_load((repo / "config" / "full.yaml").read_text())
+    repo = scratch_copy(tmp_path / "repo")
+    cfg = load_config("full.yaml", root=repo)
     with serve_directory(tmp_path / "www") as server:
         for role, entry in cfg["data"]["decathlon"]["downloads"].items():
             name = Path(entry["url"]).name
             entry.update(url=f"{server.url}/{name}", md5=digests[name])
-        (repo / "config" / "test.yaml").write_text(yaml.safe_dump(cfg))
-        out = subprocess.run([sys.executable, "-m", "snakemake", "--cores", "1", "resources/data/decathlon",
-                              "--configfile", "config/test.yaml"], cwd=repo, capture_output=True, text=True,
-                             timeout=300)
-    assert out.returncode == 0, out.stderr[-3000:]
+        write_config(repo / "config" / "test.yaml", cfg)
+        rc, text = snakemake("--cores", "1", "resources/data/decathlon", "--configfile", "config/test.yaml",
+                             cwd=repo, timeout=300)
+    assert rc == 0, text[-3000:]
     counts = pd.DataFrame(class_counts(scan_imagefolder(repo / "resources/data/decathlon")))
     assert counts.n_train.sum() == 6 and counts.n_val.sum() == 3 and counts.n_test.sum() == 3

@@ -2,34 +2,22 @@
 import json
 import re
 import math
-import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import pandas as pd
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-SNAKEMAKE = [sys.executable, "-m", "snakemake"]
-IGNORED = shutil.ignore_patterns(".git", ".venv", "results", "resources", ".snakemake", "logs", "benchmarks",
-                                 "__pycache__", "*.egg-info", ".pytest_cache")
-
-
-def snakemake(*args, cwd=ROOT, timeout=300):
-    out = subprocess.run([*SNAKEMAKE, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout)
-    return out.returncode, out.stdout + out.stderr
+from conftest import load_config, snakemake, write_config
 
 
 def test_the_default_config_builds_its_dag():
-    rc, text = snakemake("-n", "--quiet", "rules")
+    rc, text = snakemake("-n", "--quiet", "rules", timeout=300)
     assert rc == 0, text
 
 
 def test_the_full_config_builds_its_whole_dag_without_any_data():
-    rc, text = snakemake("-n", "--configfile", "config/full.yaml")
+    rc, text = snakemake("-n", "--configfile", "config/full.yaml", timeout=300)
     assert rc == 0, text
-    assert "download" in text and "optimus_train" in text
+    assert "data_download" in text and "optimus_train" in text
     # 5 regression archs + the target, on 3 GPU types: the default's cpu label is not merged in
     assert "optimus_train                  18" in text
     assert "device=cpu" not in text
@@ -37,21 +25,19 @@ def test_the_full_config_builds_its_whole_dag_without_any_data():
 
 def test_the_full_config_dry_runs_through_the_kubernetes_profile_without_a_cluster():
     """The cloud profile: pods, a shared volume as fs storage, GPU node pools per device label."""
-    rc, text = snakemake("-n", "--profile", "profiles/kubernetes", "--configfile", "config/full.yaml")
+    rc, text = snakemake("-n", "--profile", "profiles/kubernetes", "--configfile", "config/full.yaml", timeout=300)
     assert rc == 0, text[-3000:]
     assert "/mnt/dlperf/results/report/report.pdf (in storage)" in text
     assert "machine_type=gpu-v100" in text
 
 
 def test_the_dag_builds_with_several_device_labels_and_depths(tmp_path):
-    import yaml
-    cfg = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    cfg = load_config()
     cfg["optimus"]["archs"] = ["resnet20", "resnet32", "resnet44"]
     cfg["devices"] = {"cpu": {"accelerator": "cpu"}, "p100": {"accelerator": "cuda"}}
     cfg["optimus"]["devices"] = ["cpu", "p100"]
-    path = tmp_path / "two-devices.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    rc, text = snakemake("-n", "--configfile", str(path))
+    path = write_config(tmp_path / "two-devices.yaml", cfg)
+    rc, text = snakemake("-n", "--configfile", str(path), timeout=300)
     assert rc == 0, text
     # 4 archs x 2 labels, and the ResNet-56 the compression study distils from (no longer a regression arch)
     assert re.search(r"^optimus_train\s+9$", text, re.M), text[-3000:]
@@ -59,27 +45,22 @@ def test_the_dag_builds_with_several_device_labels_and_depths(tmp_path):
 
 
 def test_an_undeclared_device_label_is_rejected_naming_it(tmp_path):
-    import yaml
-    cfg = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    cfg = load_config()
     cfg["optimus"]["devices"] = ["cpu", "a100"]
-    path = tmp_path / "unknown-label.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    rc, text = snakemake("-n", "--configfile", str(path))
+    path = write_config(tmp_path / "unknown-label.yaml", cfg)
+    rc, text = snakemake("-n", "--configfile", str(path), timeout=300)
     assert rc != 0
     assert "optimus.devices: unknown device label(s) 'a100'; declared under `devices`: cpu" in text
 
 
 def test_lint_finds_nothing():
-    rc, text = snakemake("--lint")
+    rc, text = snakemake("--lint", timeout=300)
     assert rc == 0, text
 
 
 @pytest.mark.slow
-def test_the_embedded_default_runs_end_to_end_and_a_rerun_does_nothing(tmp_path):
-    work = tmp_path / "repo"
-    shutil.copytree(ROOT, work, ignore=IGNORED)
-    rc, text = snakemake("--cores", "2", cwd=work, timeout=1800)
-    assert rc == 0, text[-5000:]
+def test_the_embedded_default_runs_end_to_end_and_a_rerun_does_nothing(embedded_run):
+    work = embedded_run  # a scratch copy in which `snakemake --cores 2` ran end to end, rc 0 (conftest)
 
     results = work / "results"
     fits = pd.read_csv(results / "optimus" / "loss_fits.csv")
@@ -123,11 +104,11 @@ def test_the_embedded_default_runs_end_to_end_and_a_rerun_does_nothing(tmp_path)
     check_depth_results(results / "depth")
     check_transfer_results(work, results / "transfer")
     assert (results / "report" / "report.pdf").stat().st_size > 10_000
-    rc, text = snakemake("--report", "results/report/report.html", cwd=work)
+    rc, text = snakemake("--report", "results/report/report.html", cwd=work, timeout=300)
     assert rc == 0 and "Report created" in text, text[-2000:]
     assert (results / "report" / "report.html").stat().st_size > 100_000
 
-    rc, text = snakemake("--cores", "2", cwd=work)
+    rc, text = snakemake("--cores", "2", cwd=work, timeout=300)
     assert rc == 0 and "Nothing to be done" in text, text[-2000:]
 
 

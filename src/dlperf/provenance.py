@@ -7,7 +7,6 @@ percent-of-peak, and start/end/wall time.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
 import platform
 import socket
@@ -16,7 +15,7 @@ import time
 from importlib import metadata
 from pathlib import Path
 
-from dlperf.atomic import atomic_write
+from dlperf.atomic import write_json
 
 PACKAGES = ("dlperf", "torch", "torchvision", "numpy", "scipy", "pandas", "matplotlib", "onnx", "onnxruntime",
             "snakemake")
@@ -86,9 +85,7 @@ class Provenance:
         end = time.time()
         self.record.update(results)
         self.record.update(start=_iso(self.start), end=_iso(end), wall_seconds=round(end - self.start, 3))
-        with atomic_write(path) as fh:
-            json.dump(self.record, fh, indent=2, sort_keys=False, default=str)
-            fh.write("\n")
+        write_json(path, self.record)
         return self.record
 
 

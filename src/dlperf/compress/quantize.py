@@ -29,11 +29,12 @@ import inspect
 import os
 import tempfile
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 import onnx
 import onnxruntime as ort
+import pandas as pd
 import torch
 from onnxruntime.quantization import (
     CalibrationDataReader,
@@ -46,7 +47,7 @@ from onnxruntime.quantization import (
 from onnxruntime.quantization.shape_inference import quant_pre_process
 from torch import nn
 
-from dlperf.atomic import atomic_write
+from dlperf.atomic import atomic_write, write_csv
 from dlperf.data.voc import BACKGROUND
 from dlperf.detection.predictor import preprocess as preprocess_image
 from dlperf.detection.predictor import select_detections
@@ -59,6 +60,7 @@ CALIBRATION_METHODS = {"minmax": CalibrationMethod.MinMax, "entropy": Calibratio
                        "percentile": CalibrationMethod.Percentile}
 FORMATS = {"qdq": QuantFormat.QDQ, "qoperator": QuantFormat.QOperator}
 WEIGHT_OPS = ("Conv", "Gemm", "MatMul", "BatchNormalization")
+ORT_VARIANTS = ("ort_fp32", "ort_int8_dynamic", "ort_int8_static")
 
 
 class ExportMismatchError(RuntimeError):
@@ -216,6 +218,55 @@ def onnx_nonzero_params(model_path: str | os.PathLike) -> int:
     graph = onnx.load(str(model_path)).graph
     used = {name for node in graph.node if node.op_type in WEIGHT_OPS for name in node.input[1:]}
     return sum(int(np.count_nonzero(onnx.numpy_helper.to_array(t))) for t in graph.initializer if t.name in used)
+
+
+# ---- the study: both INT8 models and their measurements ----------------------------------------------------
+def quantize_both(fp32: str | os.PathLike, static: str | os.PathLike, dynamic: str | os.PathLike,
+                  reader: ArrayCalibrationReader, q: Mapping[str, Any],
+                  op_types: Sequence[str] | None = None) -> tuple[Path, Path]:
+    """The static (calibrated on ``reader``) and the dynamic INT8 model of the pre-processed ``fp32`` graph, with
+    the ``compress.quantize`` settings ``q`` (``format``, ``activation_type``, ``weight_type``, ``per_channel``,
+    ``reduce_range``, ``calibrate_method``, ``dynamic_weight_type``); ``op_types`` limits both to those
+    operator types. Returns ``(static, dynamic)``."""
+    static = quantize_static_model(fp32, static, reader, quant_format=q["format"],
+                                   activation_type=q["activation_type"], weight_type=q["weight_type"],
+                                   per_channel=q["per_channel"], reduce_range=q["reduce_range"],
+                                   calibrate_method=q["calibrate_method"], op_types=op_types)
+    dynamic = quantize_dynamic_model(fp32, dynamic, weight_type=q["dynamic_weight_type"], op_types=op_types)
+    return static, dynamic
+
+
+def ort_variants(fp32: str | os.PathLike, dynamic: str | os.PathLike,
+                 static: str | os.PathLike) -> list[tuple[str, Path]]:
+    """``(variant, file)`` of the three onnxruntime models, in the order the tables list them."""
+    return list(zip(ORT_VARIANTS, (Path(fp32), Path(dynamic), Path(static))))
+
+
+def file_columns(path: str | os.PathLike) -> dict[str, Any]:
+    """The ``file`` (name) and ``size_bytes`` columns of a model file's row."""
+    return {"file": Path(path).name, "size_bytes": os.path.getsize(path)}
+
+
+def latency_rows(model: str, variant: str, timer: Callable[..., TimingResult], inputs: Callable[[int], Any],
+                 lat: Mapping[str, Any], batch_sizes: Iterable[int] | None = None) -> list[dict[str, Any]]:
+    """The latency table's rows of one variant: ``timer(inputs(batch), warmup=lat["warmup"],
+    repeats=lat["repeats"])`` at each batch size (``lat["batch_sizes"]`` unless ``batch_sizes`` is given), as
+    median, 10th and 90th percentile in milliseconds."""
+    rows = []
+    for batch in lat["batch_sizes"] if batch_sizes is None else batch_sizes:
+        t = timer(inputs(batch), warmup=lat["warmup"], repeats=lat["repeats"])
+        rows.append({"model": model, "variant": variant, "batch": batch, "median_ms": 1e3 * t.median_s,
+                     "p10_ms": 1e3 * t.p10_s, "p90_ms": 1e3 * t.p90_s})
+    return rows
+
+
+def write_results(rows: list[dict], timings: list[dict], csv: str | os.PathLike,
+                  latency_csv: str | os.PathLike) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The variants' table at ``csv`` and their latency table at ``latency_csv``; returns both frames."""
+    table, latency = pd.DataFrame(rows), pd.DataFrame(timings)
+    write_csv(csv, table)
+    write_csv(latency_csv, latency)
+    return table, latency
 
 
 # ---- the SSD -------------------------------------------------------------------------------------------------

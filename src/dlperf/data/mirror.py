@@ -46,7 +46,7 @@ from typing import Callable, Mapping
 
 import yaml
 
-from dlperf.atomic import atomic_dir, atomic_write
+from dlperf.atomic import atomic_dir, atomic_write, write_json
 from dlperf.data import mirror_files
 from dlperf.data.download import file_checksum
 from dlperf.data.mirror_server import serve_forever, serving
@@ -148,8 +148,7 @@ def build(root: str | os.PathLike, url: str = DEFAULT_URL, *, full_config: str |
             csv_path, images_path = mirror_path(d["csv_url"]), mirror_path(d["images_url"])
             counts = mirror_files.openimages(files / csv_path, files / images_path, openimages["classes"])
             entries["openimages"] = {"csv_path": csv_path, "images_path": images_path, **counts}
-    with atomic_write(root / MANIFEST) as fh:
-        json.dump({"files": entries}, fh, indent=1)
+    write_json(root / MANIFEST, {"files": entries}, indent=1)
     write_override(root, url, counts_config=counts_config)
     return json.loads((root / MANIFEST).read_text())
 
@@ -183,8 +182,7 @@ def write_override(root: str | os.PathLike, url: str, *, counts_config: str | os
     ``url`` in the manifest, where ``serve`` finds it."""
     root = Path(root)
     manifest = json.loads((root / MANIFEST).read_text()) | {"url": url.rstrip("/")}
-    with atomic_write(root / MANIFEST) as fh:
-        json.dump(manifest, fh, indent=1)
+    write_json(root / MANIFEST, manifest, indent=1)
     counts = yaml.safe_load(Path(counts_config).read_text())
     text = (f"# The full-scale rehearsal against the mirror at {url}, written by dlperf.data.mirror from\n"
             f"# {counts_config}. Run: snakemake --configfile config/full.yaml {root / OVERRIDE}\n")

@@ -30,7 +30,7 @@ import pandas as pd
 from PIL import Image
 from tqdm import tqdm
 
-from dlperf.atomic import atomic_write
+from dlperf.atomic import write_csv
 from dlperf.data.download import DownloadError, fetch
 from dlperf.data.errors import DatasetFormatError
 from dlperf.data.voc import BACKGROUND
@@ -125,8 +125,7 @@ def write_subset(root: str | os.PathLike, split: str, class_names: Sequence[str]
     root = Path(root)
     descriptions = read_class_descriptions(root / CLASS_DESCRIPTIONS)
     subset = filter_annotations(root / box_csv_name(split), class_names, descriptions)
-    with atomic_write(root / subset_csv_name(split), newline="") as handle:
-        subset.to_csv(handle, index=False)
+    write_csv(root / subset_csv_name(split), subset)
     for name in class_names:
         rows = subset[subset["ClassName"] == name]
         _log.info("%s %s: %d boxes on %d images", split, name, len(rows), rows["ImageID"].nunique())

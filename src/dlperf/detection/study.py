@@ -15,7 +15,7 @@ from typing import Sequence
 
 import pandas as pd
 
-from dlperf.atomic import atomic_dir, atomic_write
+from dlperf.atomic import atomic_dir, atomic_write, write_csv
 from dlperf.data.download import extract
 from dlperf.data.openimages import (
     CLASS_DESCRIPTIONS, SPLITS, box_csv_name, download_images, write_subset,
@@ -105,8 +105,7 @@ def ap_frame(result: VOCResult) -> pd.DataFrame:
 
 def write_ap_csv(result: VOCResult, path: str | os.PathLike) -> pd.DataFrame:
     frame = ap_frame(result)
-    with atomic_write(path, newline="") as fh:
-        frame.to_csv(fh, index=False)
+    write_csv(path, frame)
     return frame
 
 

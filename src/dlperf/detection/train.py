@@ -18,7 +18,6 @@
 """
 from __future__ import annotations
 
-import json
 import math
 import shutil
 import sys
@@ -31,7 +30,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from dlperf.atomic import atomic_write
+from dlperf.atomic import atomic_write, write_json
 from dlperf.detection.box_utils import MatchPrior
 from dlperf.detection.loss import MultiboxLoss
 from dlperf.detection.transforms import TrainAugmentation
@@ -216,7 +215,6 @@ def train_ssd(model: SSD, dataset, cfg: SSDTrainConfig, *, device: torch.device,
     _write_csv(run_dir / "steps.csv", STEP_COLUMNS, step_rows)
     _write_csv(run_dir / "epochs.csv", EPOCH_COLUMNS, epoch_rows)
     _save(model.state_dict(), run_dir / "checkpoint.pt")
-    with atomic_write(run_dir / "metrics.json") as fh:
-        json.dump(metrics, fh, indent=2)
+    write_json(run_dir / "metrics.json", metrics)
     shutil.rmtree(state_dir, ignore_errors=True)
     return metrics

@@ -8,16 +8,26 @@ Triton-style statistics give the mean batch that its dynamic batcher actually me
 
 The in-process comparison times one forward pass of a ``[1, 3, S, S]`` input in PyTorch eager mode and in an
 onnxruntime session on the exported file, with the same thread count, after warm-up runs.
+
+:func:`bench_table` turns the measured rows into the benchmark's table (with each row's speedup) and
+:func:`serving_goals` reads the two goals off it: ORT at least :data:`GOAL` times faster than PyTorch eager at
+batch 1, and dynamic batching at least :data:`GOAL` times the throughput without it at the most clients.
 """
 from __future__ import annotations
 
+import math
 import threading
 import time
-from typing import Callable
+from typing import Callable, Iterable
 
 import numpy as np
+import pandas as pd
 
 from .client import KServeClient, OrtServerClient
+
+COLUMNS = ["benchmark", "runtime", "batching", "clients", "batch_size", "requests", "throughput_rps", "p50_ms",
+           "p99_ms", "mean_batch", "speedup"]
+GOAL = 2.0
 
 
 def _percentiles(latencies_s: list[float]) -> dict[str, float]:
@@ -115,3 +125,27 @@ def direct_latency(torch_model, onnx_path: str, batch: np.ndarray, threads: int,
         "pytorch_eager": time_calls(eager, warmup, repeats),
         "onnxruntime": time_calls(lambda: session.run(None, {"input": batch}), warmup, repeats),
     }
+
+
+def bench_table(rows: Iterable[dict]) -> pd.DataFrame:
+    """The benchmark's table (:data:`COLUMNS`) of the measured rows, with each row's ``speedup``: a server row's
+    throughput over that without batching at the same number of clients, a direct row's p50 latency speedup
+    over PyTorch eager."""
+    table = pd.DataFrame(rows)
+    off = table[(table.benchmark == "server") & (table.batching == "off")].set_index("clients").throughput_rps
+    eager_p50 = table.loc[table.runtime == "pytorch_eager", "p50_ms"].iloc[0]
+    table["speedup"] = [row.throughput_rps / off[row.clients] if row.benchmark == "server" else eager_p50 / row.p50_ms
+                        for row in table.itertuples()]
+    return table[COLUMNS]
+
+
+def serving_goals(table: pd.DataFrame) -> tuple[dict[str, float], dict[str, bool]]:
+    """``(speedups, goals_met)`` of a :func:`bench_table`: ORT over eager at batch 1, and dynamic batching over
+    none at the most clients; a goal is met at a speedup of :data:`GOAL` or more (an undefined one is left out
+    of ``goals_met``)."""
+    server, direct = table[table.benchmark == "server"], table[table.benchmark == "direct"]
+    most = int(server.clients.max())
+    batched = server[(server.batching == "dynamic") & (server.clients == most)]
+    speedups = {"ort_vs_eager_batch1": float(direct.loc[direct.runtime == "onnxruntime", "speedup"].iloc[0]),
+                f"batched_vs_unbatched_{most}_clients": float(batched.speedup.iloc[0])}
+    return speedups, {k: bool(v >= GOAL) for k, v in speedups.items() if not math.isnan(v)}

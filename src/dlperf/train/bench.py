@@ -26,6 +26,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from dlperf.atomic import write_csv
 from dlperf.models import cifar_model
 from dlperf.flops.flops import model_flops_per_step
 from dlperf.flops.timing import synchronize
@@ -131,11 +132,10 @@ def main(argv=None) -> pd.DataFrame:
         print(f"{arch:>9} on {device}: plain DataLoader {plain:9.1f} img/s | engine {engine:9.1f} img/s | "
               f"ratio {engine / plain:5.2f}x", flush=True)
     df = pd.DataFrame(rows)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    df.to_csv(args.out, index=False)
+    write_csv(args.out, df)
     projection = project_optimus(args.project, dict(zip(df.arch, df.engine_images_per_s)), str(device))
     if projection is not None:
-        projection.to_csv(args.out.with_name("optimus_projection.csv"), index=False)
+        write_csv(args.out.with_name("optimus_projection.csv"), projection)
         print(projection.to_string(index=False))
         print(f"projected {args.project} Optimus study on {device}: "
               f"{projection.device_hours.sum():.1f} device-hours in all")

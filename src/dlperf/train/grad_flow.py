@@ -18,7 +18,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from dlperf.atomic import atomic_write
+from dlperf.atomic import write_csv
 
 COLUMNS = ("step", "layer", "mean_abs_grad")
 
@@ -70,5 +70,4 @@ class GradFlowRecorder:
         return pd.DataFrame(self.rows, columns=list(COLUMNS))
 
     def write_csv(self, path: str | os.PathLike) -> None:
-        with atomic_write(path, "w", newline="") as handle:
-            self.to_frame().to_csv(handle, index=False)
+        write_csv(path, self.to_frame())

@@ -1,0 +1,74 @@
+"""The depth section's numbers as report macros: Table 1, the coursework's parameter counts and the gradient
+ratio of every run (see report/sections/depth.tex).
+"""
+from __future__ import annotations
+
+import math
+from typing import Mapping
+
+import pandas as pd
+
+from dlperf.report.latex import macro_name
+from dlperf.report.values import count, fixed, plain, significant
+from dlperf.workflow import lr_label
+
+
+DEPTH_LABELS = {"vgg08": "VGG-08", "vgg38": "VGG-38", "vgg38_bn": "VGG-38 BN", "vgg38_rc": "VGG-38 RC",
+                "vgg38_bn_rc": "VGG-38 BN+RC"}
+COURSEWORK_FILTERS = 32
+
+
+def depth_values(*, summary: pd.DataFrame, grad_flow: pd.DataFrame, runs: Mapping[str, Mapping],
+                 dataset: Mapping) -> dict[str, object]:
+    """Macros of the depth section.
+
+    ``summary`` is results/depth/summary.csv (accuracies in %), ``grad_flow`` the per-layer records of every run,
+    ``runs`` every run's provenance.json, ``dataset`` the CIFAR-100 directory's. The gradient ratio of a run is its first weight layer's mean |grad| over
+    its last layer's, averaged over the first recorded epoch; ``GradLogRatio`` is its log10.
+    """
+    from dlperf.models.vgg_mlp import vgg_mlp_from_name  # torch only where the depth section is reported
+
+    d = next(iter(runs.values()))["config"]["depth"]
+    train = d["train"]
+    classes = dataset["classes"]
+    best = summary.loc[summary.val_acc.idxmax()]
+    values = {
+        "Runs": len(summary),
+        "Classes": classes,
+        "NumFilters": d["num_filters"],
+        "CourseworkFilters": COURSEWORK_FILTERS,
+        "TrainImages": count(d["n_train"] - d["val_size"]),
+        "ValImages": count(d["val_size"]),
+        "Epochs": train["epochs"],
+        "BatchSize": train["batch_size"],
+        "Optimizer": train["optimizer"]["name"].capitalize(),
+        "WeightDecay": plain(train["optimizer"]["weight_decay"]),
+        "CosineTmax": train["schedule"]["t_max"],
+        "CosineEtaMin": significant(train["schedule"]["eta_min"], 2),
+        "CosineStepPer": train["schedule"]["step_per"],
+        "GradEvery": d["grad_flow"]["every"],
+        "ChanceLoss": fixed(math.log(classes), 3),
+        "ChanceAccuracy": fixed(100 / classes, 1),
+        "BestModel": DEPTH_LABELS.get(best.model, best.model),
+        "BestLr": significant(best.lr, 1),
+        "BestValAccuracy": fixed(best.val_acc, 1),
+        "BestTestAccuracy": fixed(best.test_acc, 1),
+    }
+    for name in ("vgg08", "vgg38", "vgg38_bn"):
+        values[macro_name("CourseworkParams", name)] = count(
+            sum(p.numel() for p in vgg_mlp_from_name(name, classes, COURSEWORK_FILTERS).parameters()))
+    for row in summary.itertuples():
+        key = (row.model, "lr", lr_label(row.lr))
+        values |= {
+            macro_name("Params", *key): count(row.params),
+            macro_name("TrainLoss", *key): fixed(row.train_loss, 2),
+            macro_name("ValLoss", *key): fixed(row.val_loss, 2),
+            macro_name("ValAccuracy", *key): fixed(row.val_acc, 1),
+            macro_name("TestAccuracy", *key): fixed(row.test_acc, 1),
+        }
+    for run, df in grad_flow.groupby("run", sort=False):
+        model, lr = run.rsplit("-s", 1)[0].split("-lr")
+        first_epoch = df[df.epoch == df.epoch.min()]
+        per_layer = first_epoch.groupby("layer", sort=False).mean_abs_grad.mean()
+        values[macro_name("GradLogRatio", model, "lr", lr)] = fixed(math.log10(per_layer.iloc[0] / per_layer.iloc[-1]), 1)
+    return {macro_name("depth", key): value for key, value in values.items()}
