@@ -13,7 +13,8 @@ with script_logging(snakemake.log[0]):
     train_cfg = {**p.train, "optimizer": {**p.train["optimizer"], "lr": p.lr}, "select_best": "val"}
     seed_everything(p.seed)
     model = backbone_from_file(entry, snakemake.input.weights, len(index.classes))
-    prov = job.provenance({"transfer": {"mode": "finetune", "backbone": entry, "lr": p.lr, "image_size": size,
+    prov = job.provenance({"transfer": {"mode": "finetune", "backbone_name": wc.backbone, "backbone": entry,
+                                        "lr": p.lr, "image_size": size,
                                         "dataset": p.dataset, "weights": entry["weights"]}, "train": train_cfg})
     metrics = train(model, data["train"], {"val": data["val"], "test": data["test"]},
                     TrainConfig.from_config(train_cfg, seed=p.seed),

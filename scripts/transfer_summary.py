@@ -21,7 +21,7 @@ def run_record(metrics_path):
     prov = json.loads((run_dir / "provenance.json").read_text())
     epochs = pd.read_csv(run_dir / "epochs.csv")
     t = prov["config"]["transfer"]
-    return {"mode": t["mode"], "backbone": run_dir.name.split("-")[1], "lr": t["lr"],
+    return {"mode": t["mode"], "backbone": t["backbone_name"], "lr": t["lr"],
             "best_val_acc": metrics["best_val_acc"], "final_test_acc": metrics["best_test_acc"],
             "epochs": int(epochs.epoch.iloc[-1]), "train_seconds": float(epochs.epoch_seconds.sum()),
             "device": prov.get("gpu") or prov.get("cpu")}, epochs

@@ -11,7 +11,7 @@ from conftest import job_counts, load_config, scratch_copy, snakemake, write_con
 
 TARGETS = ["results/compress/summary.csv", "results/compress/tables/summary.tex",
            "results/compress/figures/accuracy_sparsity.pdf", "results/compress/figures/size_accuracy.pdf"]
-SSD_INPUTS = ["results/ssd/onnx/ssd.onnx", "results/ssd/finetune/labels.txt", "resources/data/openimages"]
+SSD_INPUTS = ["results/serve/onnx/ssd.onnx", "results/ssd/finetune/labels.txt", "resources/data/openimages"]
 
 
 def test_the_full_config_builds_the_compress_dag_without_any_data():
@@ -59,7 +59,7 @@ def write_ssd_standins(repo: Path) -> None:
     labels.write_text("BACKGROUND\nHandgun\nShotgun\n")
     torch.manual_seed(0)
     ssd = mobilenet_v1_ssd(3, width_mult=0.25, image_size=96, is_test=True).eval()
-    onnx_path = repo / "results/ssd/onnx/ssd.onnx"
+    onnx_path = repo / "results/serve/onnx/ssd.onnx"
     onnx_path.parent.mkdir(parents=True)
     torch.onnx.export(ssd, (torch.randn(1, 3, 96, 96),), dynamo=True, input_names=["input"],
                       output_names=["scores", "boxes"], external_data=False).save(str(onnx_path))

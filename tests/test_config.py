@@ -27,7 +27,7 @@ BAD = {
     "wrong type": (lambda c: c["optimus"]["train"].update(epochs="ten"), "'ten' is not of type 'integer'"),
     "out of bounds": (lambda c: c["optimus"]["train"]["optimizer"].update(lr=-0.1), "lr"),
     "unknown key": (lambda c: c["optimus"]["train"].update(epochz=3), "epochz"),
-    "missing section": (lambda c: c.pop("optimus"), "'optimus' is a required property"),
+    "missing section": (lambda c: c.pop("data"), "'data' is a required property"),
     "unknown optimizer": (lambda c: c["optimus"]["train"]["optimizer"].update(name="lamb"), "lamb"),
     "bad device label": (lambda c: c["devices"].update({"K80 GPU": {"accelerator": "cuda"}}), "K80 GPU"),
     "download without checksum": (

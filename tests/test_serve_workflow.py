@@ -54,50 +54,50 @@ def workflow(tmp_path_factory):
     cfg = with_ssd_model(repo)
     model = cfg["ssd"]["model"]
     write_ssd_inputs(repo, model["width_mult"], model["image_size"], classes=cfg["serve"]["demo"]["classes"])
-    targets = ["results/ssd/onnx/parity.json", "results/ssd/onnx/graph.svg", "results/ssd/onnx/docstrings.md",
-               "results/ssd/model_repository/ssd/config.pbtxt", "results/ssd/serving/tables/bench.tex",
-               *[f"results/ssd/serving/annotated_{name}.png" for name in cfg["serve"]["demo"]["classes"]]]
+    targets = ["results/serve/onnx/parity.json", "results/serve/onnx/graph.svg", "results/serve/onnx/docstrings.md",
+               "results/serve/model_repository/ssd/config.pbtxt", "results/serve/tables/bench.tex",
+               *[f"results/serve/annotated_{name}.png" for name in cfg["serve"]["demo"]["classes"]]]
     snakemake(repo, "--cores", "1", "--allowed-rules", *RULES, "--", *targets)
     return repo, cfg, targets
 
 
 def test_the_export_passes_parity_on_real_test_images_with_the_served_signature(workflow):
     repo, cfg, _ = workflow
-    parity = json.loads((repo / "results/ssd/onnx/parity.json").read_text())
+    parity = json.loads((repo / "results/serve/onnx/parity.json").read_text())
     assert parity["passed"] and parity["tolerance"] == cfg["serve"]["parity"]["tolerance"]
     assert max(parity["max_abs_diff"].values()) <= 1e-4
     assert parity["batch_sizes"] == [1, min(cfg["serve"]["parity"]["images"], 6)]
     assert parity["input"]["name"] == "input" and parity["outputs"] == ["scores", "boxes"]
     assert isinstance(parity["input"]["shape"][0], str)  # the batch axis is a symbol
-    model = onnx.load(str(repo / "results/ssd/onnx/ssd.onnx"))
+    model = onnx.load(str(repo / "results/serve/onnx/ssd.onnx"))
     assert all(node.doc_string for node in model.graph.node)
-    provenance = json.loads((repo / "results/ssd/onnx/provenance.json").read_text())
+    provenance = json.loads((repo / "results/serve/onnx/provenance.json").read_text())
     assert provenance["config"]["ssd"]["model"] == cfg["ssd"]["model"]
 
 
 def test_the_graph_and_the_doc_strings_page_cover_every_op(workflow):
     repo, _, _ = workflow
-    model = onnx.load(str(repo / "results/ssd/onnx/ssd.onnx"))
-    svg = (repo / "results/ssd/onnx/graph.svg").read_text()
+    model = onnx.load(str(repo / "results/serve/onnx/ssd.onnx"))
+    svg = (repo / "results/serve/onnx/graph.svg").read_text()
     assert svg.count("javascript:alert(") == len(model.graph.node)
-    page = (repo / "results/ssd/onnx/docstrings.md").read_text()
+    page = (repo / "results/serve/onnx/docstrings.md").read_text()
     assert page.count("\n## ") == len({node.op_type for node in model.graph.node})
 
 
 def test_the_model_repository_is_in_triton_layout_and_the_server_serves_it(workflow):
     repo, cfg, _ = workflow
-    model_dir = repo / "results/ssd/model_repository/ssd"
+    model_dir = repo / "results/serve/model_repository/ssd"
     assert sorted(p.name for p in model_dir.iterdir()) == ["1", "config.pbtxt"]
     config = parse_model_config((model_dir / "config.pbtxt").read_text())
     batching = cfg["serve"]["batching"]
     assert config.max_batch_size == batching["max_batch_size"]
     assert config.dynamic_batching.max_queue_delay_microseconds == round(1000 * batching["max_delay_ms"])
-    assert (model_dir / "1/model.onnx").read_bytes() == (repo / "results/ssd/onnx/ssd.onnx").read_bytes()
+    assert (model_dir / "1/model.onnx").read_bytes() == (repo / "results/serve/onnx/ssd.onnx").read_bytes()
 
 
 def test_the_demo_drew_one_image_per_class_from_the_servers_responses(workflow):
     repo, cfg, _ = workflow
-    serving = repo / "results/ssd/serving"
+    serving = repo / "results/serve"
     records = json.loads((serving / "detections.json").read_text())
     assert list(records) == cfg["serve"]["demo"]["classes"]
     for name, record in records.items():
@@ -111,7 +111,7 @@ def test_the_demo_drew_one_image_per_class_from_the_servers_responses(workflow):
 
 def test_the_benchmark_has_every_client_count_with_and_without_batching_and_both_runtimes(workflow):
     repo, cfg, _ = workflow
-    bench = pd.read_csv(repo / "results/ssd/serving/bench.csv")
+    bench = pd.read_csv(repo / "results/serve/bench.csv")
     assert list(bench.columns) == BENCH_COLUMNS
     server = bench[bench.benchmark == "server"]
     clients = cfg["serve"]["bench"]["clients"]
@@ -120,7 +120,7 @@ def test_the_benchmark_has_every_client_count_with_and_without_batching_and_both
     assert (server.loc[server.batching == "off", "mean_batch"] == 1).all()
     assert (bench.p50_ms > 0).all() and (bench.p99_ms >= bench.p50_ms).all() and (bench.throughput_rps > 0).all()
     assert set(bench.loc[bench.benchmark == "direct", "runtime"]) == {"pytorch_eager", "onnxruntime"}
-    assert (repo / "results/ssd/serving/tables/bench.md").exists()
+    assert (repo / "results/serve/tables/bench.md").exists()
 
 
 def test_a_second_run_has_nothing_to_do(workflow):
@@ -132,11 +132,11 @@ def test_the_report_quotes_the_results_the_rules_wrote(workflow):
     from dlperf.serve.values import serving_values
 
     repo, cfg, _ = workflow
-    bench = pd.read_csv(repo / "results/ssd/serving/bench.csv")
+    bench = pd.read_csv(repo / "results/serve/bench.csv")
     values = serving_values(
-        bench=bench, parity=json.loads((repo / "results/ssd/onnx/parity.json").read_text()),
-        export=json.loads((repo / "results/ssd/onnx/provenance.json").read_text()),
-        detections=json.loads((repo / "results/ssd/serving/detections.json").read_text()),
+        bench=bench, parity=json.loads((repo / "results/serve/onnx/parity.json").read_text()),
+        export=json.loads((repo / "results/serve/onnx/provenance.json").read_text()),
+        detections=json.loads((repo / "results/serve/detections.json").read_text()),
         classes=cfg["serve"]["demo"]["classes"], batching=cfg["serve"]["batching"])
     eager, ort = bench[bench.benchmark == "direct"].set_index("runtime").p50_ms[["pytorch_eager", "onnxruntime"]]
     assert values["ServeOrtSpeedup"] == f"{eager / ort:.1f}"

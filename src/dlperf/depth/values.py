@@ -66,8 +66,9 @@ def depth_values(*, summary: pd.DataFrame, grad_flow: pd.DataFrame, runs: Mappin
             macro_name("ValAccuracy", *key): fixed(row.val_acc, 1),
             macro_name("TestAccuracy", *key): fixed(row.test_acc, 1),
         }
+    settings = {r["run"]: r["config"]["depth"]["run"] for r in runs.values()}   # run name -> its model and lr
     for run, df in grad_flow.groupby("run", sort=False):
-        model, lr = run.rsplit("-s", 1)[0].split("-lr")
+        model, lr = settings[run]["model"], lr_label(settings[run]["lr"])
         first_epoch = df[df.epoch == df.epoch.min()]
         per_layer = first_epoch.groupby("layer", sort=False).mean_abs_grad.mean()
         values[macro_name("GradLogRatio", model, "lr", lr)] = fixed(math.log10(per_layer.iloc[0] / per_layer.iloc[-1]), 1)

@@ -22,12 +22,15 @@ UNHASHED_INPUTS = ("peak",)        # a re-measured peak changes the percent of p
 
 
 def input_identity(path: str | Path) -> str:
-    """A dataset directory by the SHA-256 of its provenance.json (written last, naming what it holds); a file by
-    the SHA-256 of its bytes."""
+    """A dataset directory by the SHA-256 of its provenance.json (written last, naming what it holds), or of its
+    file names and sizes where it has none; a file by the SHA-256 of its bytes."""
     path = Path(path)
-    target = path / "provenance.json" if path.is_dir() else path
     digest = hashlib.sha256()
-    with open(target, "rb") as fh:
+    if path.is_dir() and not (path / "provenance.json").is_file():
+        for file in sorted(p for p in path.rglob("*") if p.is_file()):
+            digest.update(f"{file.relative_to(path).as_posix()}\t{file.stat().st_size}\n".encode())
+        return digest.hexdigest()
+    with open(path / "provenance.json" if path.is_dir() else path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
