@@ -1,5 +1,6 @@
 # What the rules share: the studies and how they depend on each other, device labels, training runs. Nothing here
 # runs a job. A study's own paths and input functions live at the top of its rules/<study>.smk.
+import re
 from pathlib import Path
 
 from dlperf.workflow import lr_label
@@ -49,6 +50,64 @@ wildcard_constraints:
     lr="[0-9]e-?[0-9]+",
     device="[a-z][a-z0-9_]*",
     seed="[0-9]+",
+
+
+# ---- Data -------------------------------------------------------------------------------------------------------
+def dataset_config(name):
+    return config["data"][name]
+
+
+def download_of(dataset):
+    """The download entry of a dataset whose source is 'download', else None."""
+    entry = dataset_config(dataset)
+    return entry.get("download") if entry["source"] == "download" else None
+
+
+def download_path(entry):
+    """resources/downloads/<file name of the URL>."""
+    return f"resources/downloads/{Path(entry['url']).name}"
+
+
+def all_downloads():
+    """Every file that rule data_download fetches (CIFAR archives, ImageFolder originals, backbone weights)."""
+    entries = [d for d in map(download_of, config["data"]) if d is not None]
+    for entry in config["data"].values():
+        if entry["source"] == "download" and "downloads" in entry:
+            entries += list(entry["downloads"].values())
+    entries += [
+        b["weights"] for b in config.get("transfer", {}).get("backbones", {}).values() if b["weights"] != "pretrain"
+    ]
+    return entries
+
+
+def downloads_by_file():
+    return {Path(d["url"]).name: d for d in all_downloads()}
+
+
+def prepare_inputs(wildcards):
+    """A downloaded dataset is extracted from its archive; a synthetic one needs no input."""
+    entry = download_of(wildcards.dataset)
+    return {"archive": download_path(entry)} if entry else {}
+
+
+def imagefolder_datasets():
+    """Datasets kept as ImageFolders (every data entry but the CIFAR pickles)."""
+    return [name for name in config["data"] if name not in ("cifar10", "cifar100")]
+
+
+def imagefolder_inputs(wildcards):
+    """A downloaded ImageFolder is converted from its original files; a synthetic one needs no input."""
+    entry = dataset_config(wildcards.dataset)
+    if entry["source"] != "download":
+        return {}
+    return {role: download_path(d) for role, d in entry["downloads"].items()}
+
+
+def preparation_params(wildcards):
+    """What preparing a dataset reads: its source and generator settings (or format). The download entries are
+    left out: the archive is an input, identified by its checksum, and a mirror's URL must not redo the work."""
+    entry = dataset_config(wildcards.dataset)
+    return {"source": entry["source"], **({"synthetic": entry["synthetic"]} if entry["source"] == "synthetic" else {})}
 
 
 # ---- Device labels --------------------------------------------------------------------------------------------
@@ -115,14 +174,29 @@ def gpu_slots(wildcards):
     return gpu_count(wildcards.device)
 
 
+PEAK = "results/flops/peak/{device}.json"  # rule flops_device_peak
+
+
 def peak_of(label):
     """The measured peak FLOP/s of a device label (rule flops_device_peak), against which a training run's percent
     of peak is computed; none when the FLOPs study is off (the runs then record no percent of peak)."""
-    return expand(rules.flops_device_peak.output.peak, device=label)[0] if "flops" in config else []
+    return PEAK.format(device=label) if "flops" in config else []
 
 
 def device_peak(wildcards):
     return peak_of(wildcards.device)
+
+
+# ---- Params ---------------------------------------------------------------------------------------------------
+def drop(mapping, *keys):
+    """``mapping`` without ``keys``: a config section minus what its job does not read (so that editing one of
+    those keys does not rerun the job)."""
+    return {k: v for k, v in mapping.items() if k not in keys}
+
+
+def without_lr(train):
+    """A train section for runs whose learning rate is their own (a wildcard of a sweep), not optimizer.lr."""
+    return {**train, "optimizer": drop(train["optimizer"], "lr")}
 
 
 # ---- Training runs --------------------------------------------------------------------------------------------
@@ -144,3 +218,15 @@ REPORT_ORDER = ("transfer", "flops", "optimus", "depth", "ssd", "serve", "compre
 
 def reported_studies():
     return [study for study in REPORT_ORDER if study in config]
+
+
+def report_sections():
+    return [f"report/sections/{study}.tex" for study in reported_studies()]
+
+
+def tex_results(source):
+    """The results a LaTeX source includes: every brace argument that is a path under results/, comments left out.
+    The report's generated files (results/report/) are rule report_values' outputs and are not listed."""
+    text = re.sub(r"(?<!\\)%.*", "", Path(workflow_source(source)).read_text())
+    names = re.findall(r"\{(results/[^{}\\\s]+)\}", text)
+    return list(dict.fromkeys(n for n in names if not n.startswith("results/report/")))

@@ -3,62 +3,20 @@
 # compress.seed (results/optimus/runs/<arch>-<device>-s<seed>/checkpoint.pt), reused, not retrained.
 
 
+from dlperf.compress import plan as compress_plan
+
 COMPRESS = config["compress"]
-COMPRESS_PRUNE_RUNS = "results/compress/prune/{arch}-{device}-s{seed}-sp{sparsity}"
-COMPRESS_DISTILL_RUNS = "results/compress/distill/{arch}-{mode}-{device}-s{seed}"
-COMPRESS_MODES = ("labels", "kd")  # a distillation student trained on labels only, and on soft targets
-
-
-def compress_source(arch, name="checkpoint"):
-    """A file of the Optimus run of ``arch`` that the compress study reuses: its device label and seed."""
-    return expand(rules.optimus_train.output[name], arch=arch, device=COMPRESS["device"], seed=COMPRESS["seed"])[0]
-
-
-def sparsity_label(sparsity):
-    """0.5 -> '0.5': a sparsity as it appears in run names."""
-    return f"{sparsity:g}"
-
-
-def compress_prune_runs():
-    c = COMPRESS
-    return [
-        COMPRESS_PRUNE_RUNS.format(arch=c["arch"], device=c["device"], seed=c["seed"], sparsity=sparsity_label(s))
-        for s in c["prune"]["sparsities"]
-    ]
-
-
-def compress_distill_runs():
-    c = COMPRESS
-    return [
-        COMPRESS_DISTILL_RUNS.format(arch=c["distill"]["student"], mode=mode, device=c["device"], seed=c["seed"])
-        for mode in COMPRESS_MODES
-    ]
-
-
-def soft_targets(wildcards):
-    """What a distillation student learns from besides the labels: the teacher's soft targets in mode kd only."""
-    d = COMPRESS["distill"]
-    return {k: d[k] for k in ("teacher", "temperature", "alpha")} if wildcards.mode == "kd" else None
-
-
-def compress_ssd():
-    """Whether the SSD is quantized too (compress.quantize.ssd): it needs the serving study's ONNX file."""
-    return COMPRESS["quantize"]["ssd"]
-
-
-# The classifier's quantization settings; the SSD's add its calibration size and operator types.
-QUANTIZE_KEYS = (
-    "format",
-    "activation_type",
-    "weight_type",
-    "per_channel",
-    "reduce_range",
-    "calibrate_method",
-    "dynamic_weight_type",
+COMPRESS_PRUNE_RUNS, COMPRESS_DISTILL_RUNS = compress_plan.PRUNE_RUNS, compress_plan.DISTILL_RUNS
+COMPRESS_RUNS = compress_plan.prune_runs(COMPRESS) + compress_plan.distill_runs(COMPRESS)
+TRAINING_RUNS["compress"] = lambda: COMPRESS_RUNS
+# The Optimus runs the study reuses (its device label and seed): the model compressed and the distillation teacher.
+COMPRESS_DENSE = OPTIMUS_RUNS.format(arch=COMPRESS["arch"], device=COMPRESS["device"], seed=COMPRESS["seed"])
+COMPRESS_TEACHER = OPTIMUS_RUNS.format(
+    arch=COMPRESS["distill"]["teacher"], device=COMPRESS["device"], seed=COMPRESS["seed"]
 )
-QUANTIZE = {k: COMPRESS["quantize"][k] for k in QUANTIZE_KEYS}
-
-TRAINING_RUNS["compress"] = lambda: compress_prune_runs() + compress_distill_runs()
+COMPRESS_DISTILL_WIDTH = optimus_plan.imagenet_width(
+    OPTIMUS, COMPRESS["distill"]["student"], COMPRESS["distill"]["teacher"]
+)
 
 
 rule compress_prune:
@@ -90,8 +48,8 @@ rule compress_prune:
     params:
         n_train=COMPRESS["prune"]["n_train"],
         train=COMPRESS["prune"]["train"],
-        latency=COMPRESS["latency"],
-        width=config["optimus"]["imagenet_width"],
+        latency={**COMPRESS["latency"], "batch_sizes": COMPRESS["latency"]["batch_sizes"][:1]},  # timed at the first
+        width=lambda wildcards: optimus_plan.imagenet_width(OPTIMUS, wildcards.arch),
         accelerator=accelerator_of,
         state_dir=f"{COMPRESS_PRUNE_RUNS}/resume",
     script:
@@ -100,8 +58,8 @@ rule compress_prune:
 
 rule compress_pruning:
     input:
-        pruning=[f"{run}/pruning.json" for run in compress_prune_runs()],
-        sparsity=[f"{run}/sparsity.csv" for run in compress_prune_runs()],
+        pruning=[f"{run}/pruning.json" for run in compress_plan.prune_runs(COMPRESS)],
+        sparsity=[f"{run}/sparsity.csv" for run in compress_plan.prune_runs(COMPRESS)],
     output:
         csv="results/compress/pruning.csv",
         layers="results/compress/pruning_layers.csv",
@@ -123,7 +81,7 @@ rule compress_pruning:
 
 rule compress_quantize:
     input:
-        checkpoint=compress_source(COMPRESS["arch"]),
+        checkpoint=f"{COMPRESS_DENSE}/checkpoint.pt",
         data="resources/data/cifar10",
     output:
         fp32="results/compress/quantize/classifier.fp32.onnx",
@@ -141,14 +99,9 @@ rule compress_quantize:
     threads: config["threads"]
     params:
         arch=COMPRESS["arch"],
-        quantize={
-            **QUANTIZE,
-            **{
-                k: COMPRESS["quantize"][k] for k in ("calibration_images", "calibration_batch_size", "eval_batch_size")
-            },
-        },
+        quantize=compress_plan.quantize(COMPRESS, "calibration_images", "calibration_batch_size", "eval_batch_size"),
         latency=COMPRESS["latency"],
-        width=config["optimus"]["imagenet_width"],
+        width=optimus_plan.imagenet_width(OPTIMUS, COMPRESS["arch"]),
     script:
         "../scripts/compress_quantize.py"
 
@@ -157,7 +110,7 @@ rule compress_quantize_ssd:
     input:
         onnx=lambda wildcards: rules.serve_export.output.onnx,
         labels=lambda wildcards: rules.ssd_finetune.output.labels,
-        data="resources/data/openimages",
+        data=lambda wildcards: rules.ssd_openimages_data.output.data,
     output:
         fp32="results/compress/quantize/ssd.fp32.onnx",
         dynamic="results/compress/quantize/ssd.int8_dynamic.onnx",
@@ -173,7 +126,7 @@ rule compress_quantize_ssd:
         CONDA_ENV
     threads: config["threads"]
     params:
-        quantize={**QUANTIZE, **{k: COMPRESS["quantize"][k] for k in ("ssd_calibration_images", "ssd_op_types")}},
+        quantize=compress_plan.quantize(COMPRESS, "ssd_calibration_images", "ssd_op_types"),
         latency=COMPRESS["latency"],
     script:
         "../scripts/compress_quantize_ssd.py"
@@ -181,7 +134,7 @@ rule compress_quantize_ssd:
 
 rule compress_share:
     input:
-        checkpoint=compress_source(COMPRESS["arch"]),
+        checkpoint=f"{COMPRESS_DENSE}/checkpoint.pt",
         data="resources/data/cifar10",
     output:
         csv="results/compress/share/sharing.csv",
@@ -197,8 +150,8 @@ rule compress_share:
     params:
         arch=COMPRESS["arch"],
         share=COMPRESS["share"],
-        latency=COMPRESS["latency"],
-        width=config["optimus"]["imagenet_width"],
+        latency={**COMPRESS["latency"], "batch_sizes": COMPRESS["latency"]["batch_sizes"][:1]},  # timed at the first
+        width=optimus_plan.imagenet_width(OPTIMUS, COMPRESS["arch"]),
         eval_batch_size=COMPRESS["quantize"]["eval_batch_size"],
     script:
         "../scripts/compress_share.py"
@@ -206,7 +159,7 @@ rule compress_share:
 
 rule compress_distill:
     input:
-        teacher=compress_source(COMPRESS["distill"]["teacher"]),
+        teacher=f"{COMPRESS_TEACHER}/checkpoint.pt",
         data="resources/data/cifar10",
         peak=device_peak,
     output:
@@ -220,7 +173,7 @@ rule compress_distill:
     benchmark:
         "benchmarks/compress/distill_{arch}-{mode}-{device}-s{seed}.tsv"
     wildcard_constraints:
-        mode="|".join(COMPRESS_MODES),
+        mode="|".join(compress_plan.MODES),
     conda:
         CONDA_ENV
     threads: config["threads"]
@@ -231,8 +184,8 @@ rule compress_distill:
     params:
         n_train=COMPRESS["distill"]["n_train"],
         train=COMPRESS["distill"]["train"],
-        soft_targets=soft_targets,
-        width=config["optimus"]["imagenet_width"],
+        soft_targets=lambda wildcards: compress_plan.soft_targets(COMPRESS, wildcards.mode),
+        width=COMPRESS_DISTILL_WIDTH,
         accelerator=accelerator_of,
         state_dir=f"{COMPRESS_DISTILL_RUNS}/resume",
     script:
@@ -241,10 +194,10 @@ rule compress_distill:
 
 rule compress_distillation:
     input:
-        teacher=compress_source(COMPRESS["distill"]["teacher"]),
-        teacher_metrics=compress_source(COMPRESS["distill"]["teacher"], "metrics"),
-        students=[f"{run}/checkpoint.pt" for run in compress_distill_runs()],
-        metrics=[f"{run}/metrics.json" for run in compress_distill_runs()],
+        teacher=f"{COMPRESS_TEACHER}/checkpoint.pt",
+        teacher_metrics=f"{COMPRESS_TEACHER}/metrics.json",
+        students=[f"{run}/checkpoint.pt" for run in compress_plan.distill_runs(COMPRESS)],
+        metrics=[f"{run}/metrics.json" for run in compress_plan.distill_runs(COMPRESS)],
     output:
         csv="results/compress/distill.csv",
     log:
@@ -255,31 +208,28 @@ rule compress_distillation:
         CONDA_ENV
     threads: config["threads"]
     params:
-        distill=COMPRESS["distill"],
-        latency=COMPRESS["latency"],
-        width=config["optimus"]["imagenet_width"],
-        modes=list(COMPRESS_MODES),
+        teacher=COMPRESS["distill"]["teacher"],
+        student=COMPRESS["distill"]["student"],
+        latency={**COMPRESS["latency"], "batch_sizes": COMPRESS["latency"]["batch_sizes"][:1]},  # timed at the first
+        width=COMPRESS_DISTILL_WIDTH,
+        modes=list(compress_plan.MODES),
     script:
         "../scripts/compress_distillation.py"
 
 
-def compress_summary_inputs():
-    inputs = {
-        "pruning": rules.compress_pruning.output.csv,
-        "classifier": rules.compress_quantize.output.csv,
-        "latency": rules.compress_quantize.output.latency,
-        "sharing": rules.compress_share.output.csv,
-        "distill": rules.compress_distillation.output.csv,
-    }
-    if compress_ssd():
-        inputs["ssd"] = rules.compress_quantize_ssd.output.csv
-        inputs["ssd_latency"] = rules.compress_quantize_ssd.output.latency
-    return inputs
-
-
 rule compress_summary:
     input:
-        **compress_summary_inputs(),
+        **(
+            {"ssd": rules.compress_quantize_ssd.output.csv, "ssd_latency": rules.compress_quantize_ssd.output.latency}
+            if COMPRESS["quantize"]["ssd"]
+            else {}
+        ),
+        pruning=rules.compress_pruning.output.csv,
+        classifier=rules.compress_quantize.output.csv,
+        latency=rules.compress_quantize.output.latency,
+        sharing=rules.compress_share.output.csv,
+        distill=rules.compress_distillation.output.csv,
+        # the SSD's rows, when compress.quantize.ssd
     output:
         csv="results/compress/summary.csv",
         table=report(
@@ -302,7 +252,8 @@ rule compress_summary:
         CONDA_ENV
     params:
         arch=COMPRESS["arch"],
-        distill=COMPRESS["distill"],
+        temperature=COMPRESS["distill"]["temperature"],
+        alpha=COMPRESS["distill"]["alpha"],
     script:
         "../scripts/compress_summary.py"
 
@@ -317,7 +268,10 @@ rule compress_values:
         distill=rules.compress_distillation.output.csv,
         quantize=rules.compress_quantize.output.provenance,
         provenance=[
-            *(f"{run}/provenance.json" for run in compress_prune_runs() + compress_distill_runs()),
+            *(
+                f"{run}/provenance.json"
+                for run in compress_plan.prune_runs(COMPRESS) + compress_plan.distill_runs(COMPRESS)
+            ),
             rules.compress_quantize.output.provenance,
             rules.compress_share.output.provenance,
         ],
@@ -336,6 +290,6 @@ rule compress_values:
         CONDA_ENV
     params:
         settings=COMPRESS,
-        ssd=compress_ssd(),
+        ssd=COMPRESS["quantize"]["ssd"],
     script:
         "../scripts/compress_values.py"

@@ -1,22 +1,10 @@
 # Depth (Edinburgh MLP coursework 2): VGG_08 vs VGG_38 on CIFAR-100, vanishing gradients, BatchNorm and residual
 # connections as fixes. One run per (model, lr) of config depth.runs.
+from dlperf.depth import plan as depth_plan
+
 DEPTH = config["depth"]
-DEPTH_RUNS = "results/depth/runs/{model}-lr{lr}-s{seed}"
-
-
-def depth_runs():
-    return [DEPTH_RUNS.format(model=r["model"], lr=lr_label(r["lr"]), seed=DEPTH["seed"]) for r in DEPTH["runs"]]
-
-
-def depth_run_lr(wildcards):
-    """The configured learning rate of a run (the exact float, not the label)."""
-    for r in DEPTH["runs"]:
-        if r["model"] == wildcards.model and lr_label(r["lr"]) == wildcards.lr:
-            return r["lr"]
-    raise ValueError(f"no depth run {wildcards.model} at lr {wildcards.lr} in config depth.runs")
-
-
-TRAINING_RUNS["depth"] = depth_runs
+DEPTH_RUNS = depth_plan.RUNS
+TRAINING_RUNS["depth"] = lambda: depth_plan.runs(DEPTH)
 
 
 rule depth_train:
@@ -44,8 +32,8 @@ rule depth_train:
         slurm_partition=slurm_partition(DEPTH["device"]),
         gpu_model=gpu_model(DEPTH["device"]),
     params:
-        train=DEPTH["train"],
-        lr=depth_run_lr,
+        train=without_lr(DEPTH["train"]),
+        lr=lambda wildcards: depth_plan.run_lr(DEPTH, wildcards.model, wildcards.lr),
         num_filters=DEPTH["num_filters"],
         n_train=DEPTH["n_train"],
         val_size=DEPTH["val_size"],
@@ -59,9 +47,9 @@ rule depth_train:
 
 rule depth_summary:
     input:
-        metrics=[f"{run}/metrics.json" for run in depth_runs()],
-        epochs=[f"{run}/epochs.csv" for run in depth_runs()],
-        provenance=[f"{run}/provenance.json" for run in depth_runs()],
+        metrics=[f"{run}/metrics.json" for run in depth_plan.runs(DEPTH)],
+        epochs=[f"{run}/epochs.csv" for run in depth_plan.runs(DEPTH)],
+        provenance=[f"{run}/provenance.json" for run in depth_plan.runs(DEPTH)],
     output:
         csv="results/depth/summary.csv",
         table=report(
@@ -88,7 +76,7 @@ rule depth_summary:
 
 rule depth_grad_flow:
     input:
-        grad_flow=[f"{run}/grad_flow.csv" for run in depth_runs()],
+        grad_flow=[f"{run}/grad_flow.csv" for run in depth_plan.runs(DEPTH)],
     output:
         csv="results/depth/grad_flow.csv",
         figure=report(
@@ -113,9 +101,9 @@ rule depth_values:
     input:
         summary=rules.depth_summary.output.csv,
         grad_flow=rules.depth_grad_flow.output.csv,
-        runs=[f"{run}/provenance.json" for run in depth_runs()],
+        runs=[f"{run}/provenance.json" for run in depth_plan.runs(DEPTH)],
         dataset="resources/data/cifar100",
-        provenance=[*(f"{run}/provenance.json" for run in depth_runs()), "resources/data/cifar100"],
+        provenance=[*(f"{run}/provenance.json" for run in depth_plan.runs(DEPTH)), "resources/data/cifar100"],
         includes=[
             rules.depth_summary.output.table,
             rules.depth_summary.output.figure,

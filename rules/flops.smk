@@ -68,7 +68,7 @@ rule flops_peak_time:
 
 rule flops_device_peak:
     output:
-        peak="results/flops/peak/{device}.json",
+        peak=PEAK,
     log:
         "logs/flops/peak_{device}.log",
     benchmark:
@@ -82,7 +82,10 @@ rule flops_device_peak:
         gpu_model=gpu_model_of,
     params:
         accelerator=accelerator_of,
-        peak=config["flops"]["peak"],
+        matmul_size=config["flops"]["peak"]["matmul_size"],
+        repeats=config["flops"]["peak"]["repeats"],
+        # this label's override only: another label's must not re-measure this one
+        override_tflops=lambda wildcards: config["flops"]["peak"]["override_tflops"].get(wildcards.device),
     script:
         "../scripts/flops_device_peak.py"
 
@@ -118,7 +121,7 @@ rule flops_measure:
         slurm_partition=slurm_partition(config["flops"]["measure"]["device"]),
         gpu_model=gpu_model(config["flops"]["measure"]["device"]),
     params:
-        measure=config["flops"]["measure"],
+        measure=drop(config["flops"]["measure"], "device"),  # the device is the peak input's and accelerator
         flop_per_mac=config["flops"]["flop_per_mac"],
         accelerator=device_accelerator(config["flops"]["measure"]["device"]),
     script:
@@ -153,7 +156,7 @@ rule flops_training_ppp:
 rule flops_values:
     input:
         summary=rules.flops_summary.output.csv,
-        layers=expand(rules.flops_layers.output.csv, model=config["flops"]["models"]),
+        layers=expand("results/flops/{model}_layers.csv", model=config["flops"]["models"]),
         peak_time=rules.flops_peak_time.output.csv,
         timing=rules.flops_measure.output.timing,
         ppp=rules.flops_measure.output.ppp,
@@ -163,7 +166,7 @@ rule flops_values:
         provenance=[rules.flops_measure.output.provenance],
         includes=[
             rules.flops_summary.output.table,
-            *expand(rules.flops_layers.output.table, model=config["flops"]["models"]),
+            *expand("results/flops/{model}_layers.tex", model=config["flops"]["models"]),
             rules.flops_peak_time.output.table,
             rules.flops_measure.output.table,
             rules.flops_measure.output.figure,

@@ -1,37 +1,9 @@
 # Optimus (Peng et al., EuroSys 2018): ResNets on CIFAR-10, one run per (arch, device label, seed).
+from dlperf.optimus import plan as optimus_plan
+
 OPTIMUS = config["optimus"]
-OPTIMUS_RUNS = "results/optimus/runs/{arch}-{device}-s{seed}"
-
-
-def optimus_runs(archs=None):
-    archs = archs or OPTIMUS["archs"] + [OPTIMUS["target_arch"]]
-    return [
-        OPTIMUS_RUNS.format(arch=a, device=d, seed=s)
-        for a in archs
-        for d in OPTIMUS["devices"]
-        for s in OPTIMUS["seeds"]
-    ]
-
-
-def optimus_run_files(name, archs=None):
-    return [f"{run}/{name}" for run in optimus_runs(archs)]
-
-
-def optimus_target_files(name):
-    """``name`` of the target model's runs: the first seed on every device label."""
-    return [
-        f"{OPTIMUS_RUNS.format(arch=OPTIMUS['target_arch'], device=d, seed=OPTIMUS['seeds'][0])}/{name}"
-        for d in OPTIMUS["devices"]
-    ]
-
-
-def optimus_n_train():
-    """Training images per epoch of an Optimus run: the configured subset, else the whole training set."""
-    data = config["data"]["cifar10"]
-    return OPTIMUS["n_train"] or (data["synthetic"]["n_train"] if data["source"] == "synthetic" else 50000)
-
-
-TRAINING_RUNS["optimus"] = optimus_runs
+OPTIMUS_RUNS = optimus_plan.RUNS
+TRAINING_RUNS["optimus"] = lambda: optimus_plan.runs(OPTIMUS)
 
 
 rule optimus_train:
@@ -58,7 +30,7 @@ rule optimus_train:
     params:
         train=OPTIMUS["train"],
         n_train=OPTIMUS["n_train"],
-        width=OPTIMUS["imagenet_width"],
+        width=lambda wildcards: optimus_plan.imagenet_width(OPTIMUS, wildcards.arch),
         accelerator=accelerator_of,
         # Resumable state lives beside the declared outputs: Snakemake deletes outputs, not this, before a rerun.
         state_dir=f"{OPTIMUS_RUNS}/resume",
@@ -68,7 +40,7 @@ rule optimus_train:
 
 rule optimus_learning_curves:
     input:
-        epochs=optimus_run_files("epochs.csv"),
+        epochs=optimus_plan.files(OPTIMUS, "epochs.csv"),
     output:
         figure=report(
             "results/optimus/figures/learning_curves.pdf",
@@ -95,7 +67,7 @@ rule optimus_learning_curves:
 
 rule optimus_loss_fits:
     input:
-        steps=optimus_run_files("steps.csv"),
+        steps=optimus_plan.files(OPTIMUS, "steps.csv"),
     output:
         csv="results/optimus/loss_fits.csv",
         figure=report(
@@ -126,9 +98,9 @@ rule optimus_loss_fits:
 rule optimus_prediction:
     input:
         fits="results/optimus/loss_fits.csv",
-        train_epochs=optimus_run_files("epochs.csv", OPTIMUS["archs"]),
-        target_steps=optimus_target_files("steps.csv"),
-        target_epochs=optimus_target_files("epochs.csv"),
+        train_epochs=optimus_plan.files(OPTIMUS, "epochs.csv", OPTIMUS["archs"]),
+        target_steps=optimus_plan.target_files(OPTIMUS, "steps.csv"),
+        target_epochs=optimus_plan.target_files(OPTIMUS, "epochs.csv"),
     output:
         regression="results/optimus/beta_regression.csv",
         prediction="results/optimus/resnet50_prediction.csv",
@@ -152,7 +124,7 @@ rule optimus_prediction:
         target_arch=OPTIMUS["target_arch"],
         target_accuracy=OPTIMUS["target_accuracy"],
         form=OPTIMUS["regression_form"],
-        fit=OPTIMUS["fit"],
+        bins_per_epoch=OPTIMUS["fit"]["bins_per_epoch"],
         max_epochs=OPTIMUS["prediction_horizon_epochs"],
     script:
         "../scripts/optimus_prediction.py"
@@ -161,7 +133,7 @@ rule optimus_prediction:
 rule optimus_time_to_accuracy:
     input:
         error="results/optimus/prediction_error.csv",
-        target_epochs=optimus_target_files("epochs.csv")[0],
+        target_epochs=optimus_plan.target_files(OPTIMUS, "epochs.csv")[0],
     output:
         csv="results/optimus/time_to_accuracy.csv",
         theta="results/optimus/theta.json",
@@ -182,8 +154,8 @@ rule optimus_time_to_accuracy:
         speed=OPTIMUS["speed_model"],
         target_arch=OPTIMUS["target_arch"],
         target_accuracy=OPTIMUS["target_accuracy"],
-        width=OPTIMUS["imagenet_width"],
-        n_train=optimus_n_train(),
+        width=optimus_plan.imagenet_width(OPTIMUS, OPTIMUS["target_arch"]),
+        n_train=optimus_plan.n_train(OPTIMUS, config["data"]["cifar10"]),
     script:
         "../scripts/optimus_time_to_accuracy.py"
 
@@ -196,12 +168,12 @@ rule optimus_values:
         curves=rules.optimus_learning_curves.output.csv,
         time_to_accuracy=rules.optimus_time_to_accuracy.output.csv,
         theta=rules.optimus_time_to_accuracy.output.theta,
-        runs=optimus_run_files("provenance.json"),
+        runs=optimus_plan.files(OPTIMUS, "provenance.json"),
         dataset="resources/data/cifar10",
         prediction=rules.optimus_prediction.output.provenance,
         speed=rules.optimus_time_to_accuracy.output.provenance,
         provenance=[
-            *optimus_run_files("provenance.json"),
+            *optimus_plan.files(OPTIMUS, "provenance.json"),
             rules.optimus_loss_fits.output.provenance,
             rules.optimus_prediction.output.provenance,
             rules.optimus_time_to_accuracy.output.provenance,
@@ -228,6 +200,8 @@ rule optimus_values:
         horizon_epochs=OPTIMUS["prediction_horizon_epochs"],
         # the target-model prediction the report shows: on the speed model's device label
         prediction_device=OPTIMUS["speed_model"]["device"],
-        prediction_figure=f"results/optimus/figures/resnet50_prediction_{OPTIMUS['speed_model']['device']}.pdf",
+        prediction_figure=lambda wildcards, input: next(
+            f for f in input.includes if f.endswith(f"_prediction_{OPTIMUS['speed_model']['device']}.pdf")
+        ),
     script:
         "../scripts/optimus_values.py"

@@ -8,21 +8,6 @@
 # Adding a study: its rules end in a <study>_values rule writing results/<study>/values.json (the macros its
 # section quotes), and report/sections/<study>.tex names every result it includes literally: those names are the
 # PDF's inputs. A path a macro builds (a figure per device label) is an input of the study's values rule instead.
-import re
-
-
-def report_sections():
-    return [f"report/sections/{study}.tex" for study in reported_studies()]
-
-
-def tex_results(source):
-    """The results a LaTeX source includes: every brace argument that is a path under results/, comments left out.
-    The report's generated files (results/report/) are rule report_values' outputs and are not listed."""
-    text = re.sub(r"(?<!\\)%.*", "", Path(workflow_source(source)).read_text())
-    names = re.findall(r"\{(results/[^{}\\\s]+)\}", text)
-    return list(dict.fromkeys(n for n in names if not n.startswith("results/report/")))
-
-
 rule report_values:
     input:
         values=[getattr(rules, f"{study}_values").output.values for study in reported_studies()],

@@ -5,13 +5,12 @@
 SERVE = config["serve"]
 SERVE_MODEL = "ssd"  # the model's name in the repository and in request URLs
 SERVE_REPOSITORY = "results/serve/model_repository"
-SERVE_OPENIMAGES = "resources/data/openimages"
+SERVE_OPENIMAGES = rules.ssd_openimages_data.output.data
 # The fine-tuned SSD's architecture, from the SSD study's config.
 SERVE_SSD_MODEL = {k: config["ssd"]["model"][k] for k in ("width_mult", "image_size")}
 
 
-def serve_demo_images():
-    return [f"results/serve/annotated_{name}.png" for name in SERVE["demo"]["classes"]]
+SERVE_DEMO_IMAGES = [f"results/serve/annotated_{name}.png" for name in SERVE["demo"]["classes"]]
 
 
 rule serve_export:
@@ -94,8 +93,7 @@ rule serve_demo:
         data=SERVE_OPENIMAGES,
     output:
         images=[
-            report(path, caption="../report/captions/serve_demo.rst", category="Serving")
-            for path in serve_demo_images()
+            report(path, caption="../report/captions/serve_demo.rst", category="Serving") for path in SERVE_DEMO_IMAGES
         ],
         responses=directory("results/serve/responses"),
         detections="results/serve/detections.json",
@@ -111,9 +109,8 @@ rule serve_demo:
         gpu=0,
     params:
         name=SERVE_MODEL,
-        model=SERVE_SSD_MODEL,
+        image_size=SERVE_SSD_MODEL["image_size"],
         demo=SERVE["demo"],
-        batching=SERVE["batching"],
     script:
         "../scripts/serve_demo.py"
 
@@ -141,7 +138,6 @@ rule serve_bench:
         name=SERVE_MODEL,
         model=SERVE_SSD_MODEL,
         bench=SERVE["bench"],
-        batching=SERVE["batching"],
     script:
         "../scripts/serve_bench.py"
 

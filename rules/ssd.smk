@@ -1,61 +1,11 @@
 # SSD (pytorch-ssd's MobileNetV1-SSD): VOC2007 evaluation of the VOC detector, then fine-tuning on two Open Images
 # classes, AP before and after. Data flows: datasets -> VOC detector -> VOC AP; VOC detector -> fine-tune -> AP.
+from dlperf.detection import plan as ssd_plan
+
 SSD = config["ssd"]
 SSD_DEVICE = SSD["device"]
-SSD_DOWNLOADS = "resources/downloads_ssd"  # not under resources/downloads: rule download matches any path there
-SSD_WEIGHTS = "resources/weights"
-
-
-def ssd_downloads_by_file():
-    """The VOC tars and Open Images CSVs the SSD study downloads, by file name."""
-    entries = {}
-    voc = SSD["data"]["voc"]
-    if voc["source"] == "download":
-        entries.update({Path(d["url"]).name: d for d in voc["downloads"]})
-    oi = SSD["data"]["openimages"]
-    if oi["source"] == "download":
-        base = oi["download"]["csv_url"].rstrip("/")
-        entries["class-descriptions-boxable.csv"] = {"url": f"{base}/class-descriptions-boxable.csv"}
-        for split in ("train", "validation", "test"):
-            entries[f"{split}-annotations-bbox.csv"] = {"url": f"{base}/{split}/{split}-annotations-bbox.csv"}
-    return entries
-
-
-def ssd_weights_by_file():
-    """The published checkpoint to download, by file name (none when trained in the DAG or given locally)."""
-    pretrained = SSD["pretrained"]
-    if pretrained["source"] == "download" and not pretrained.get("local_path"):
-        return {Path(pretrained["download"]["url"]).name: pretrained["download"]}
-    return {}
-
-
-def ssd_weights_pattern():
-    """A wildcard constraint matching exactly the SSD weights files, so other studies' weights are not claimed."""
-    import re
-
-    return "|".join(map(re.escape, ssd_weights_by_file())) or "(?!)"
-
-
-def ssd_voc_inputs(wildcards):
-    voc = SSD["data"]["voc"]
-    if voc["source"] != "download":
-        return {}
-    return {"archives": [f"{SSD_DOWNLOADS}/{Path(d['url']).name}" for d in voc["downloads"]]}
-
-
-def ssd_openimages_inputs(wildcards):
-    if SSD["data"]["openimages"]["source"] != "download":
-        return {}
-    names = ["class-descriptions-boxable.csv"] + [f"{s}-annotations-bbox.csv" for s in ("train", "validation", "test")]
-    return {"csvs": [f"{SSD_DOWNLOADS}/{name}" for name in names]}
-
-
-def ssd_voc_checkpoint():
-    """The VOC-trained SSD: trained in the DAG, the published checkpoint (downloaded), or a local copy."""
-    pretrained = SSD["pretrained"]
-    if pretrained["source"] == "train":
-        return "results/ssd/pretrain/checkpoint.pt"
-    return pretrained.get("local_path") or f"{SSD_WEIGHTS}/{Path(pretrained['download']['url']).name}"
+SSD_DOWNLOADS, SSD_WEIGHTS = ssd_plan.DOWNLOADS, ssd_plan.WEIGHTS
+SSD_VOC_CHECKPOINT = ssd_plan.voc_checkpoint(SSD)
 
 
 rule ssd_download:
@@ -71,7 +21,7 @@ rule ssd_download:
     resources:
         downloads=1,
     params:
-        entry=lambda wc: ssd_downloads_by_file()[wc.file],
+        entry=lambda wc: ssd_plan.downloads_by_file(SSD)[wc.file],
     script:
         "../scripts/ssd_download.py"
 
@@ -84,14 +34,14 @@ rule ssd_download_weights:
     benchmark:
         "benchmarks/ssd/download_weights_{file}.tsv"
     wildcard_constraints:
-        file=ssd_weights_pattern(),
+        file=ssd_plan.weights_pattern(SSD),
     conda:
         CONDA_ENV
     threads: 1
     resources:
         downloads=1,
     params:
-        entry=lambda wc: ssd_weights_by_file()[wc.file],
+        entry=lambda wc: ssd_plan.weights_by_file(SSD)[wc.file],
         model=SSD["model"],
     script:
         "../scripts/ssd_download_weights.py"
@@ -99,9 +49,9 @@ rule ssd_download_weights:
 
 rule ssd_voc_data:
     input:
-        unpack(ssd_voc_inputs),
+        unpack(lambda wildcards: ssd_plan.voc_inputs(SSD)),
     output:
-        directory("resources/data/voc2007"),
+        data=directory("resources/data/voc2007"),
     log:
         "logs/ssd/voc_data.log",
     benchmark:
@@ -110,17 +60,16 @@ rule ssd_voc_data:
         CONDA_ENV
     threads: 1
     params:
-        # the archives are inputs, known by their checksums: their URLs are not what preparing them reads
-        cfg={k: v for k, v in SSD["data"]["voc"].items() if k != "downloads"},
+        cfg=ssd_plan.voc_params(SSD),
     script:
         "../scripts/ssd_voc_data.py"
 
 
 rule ssd_openimages_data:
     input:
-        unpack(ssd_openimages_inputs),
+        unpack(lambda wildcards: ssd_plan.openimages_inputs(SSD)),
     output:
-        directory("resources/data/openimages"),
+        data=directory("resources/data/openimages"),
     log:
         "logs/ssd/openimages_data.log",
     benchmark:
@@ -131,7 +80,7 @@ rule ssd_openimages_data:
     resources:
         downloads=1,
     params:
-        cfg=SSD["data"]["openimages"],
+        cfg=ssd_plan.openimages_params(SSD),
     script:
         "../scripts/ssd_openimages_data.py"
 
@@ -169,7 +118,7 @@ rule ssd_pretrain_voc:
 
 rule ssd_eval_voc:
     input:
-        checkpoint=ssd_voc_checkpoint(),
+        checkpoint=SSD_VOC_CHECKPOINT,
         data="resources/data/voc2007",
     output:
         ap="results/ssd/voc/ap.csv",
@@ -199,7 +148,7 @@ rule ssd_eval_voc:
 
 rule ssd_finetune:
     input:
-        checkpoint=ssd_voc_checkpoint(),
+        checkpoint=SSD_VOC_CHECKPOINT,
         data="resources/data/openimages",
     output:
         initial="results/ssd/finetune/initial.pt",

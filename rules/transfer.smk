@@ -13,26 +13,6 @@ plan.check(TRANSFER, imagefolder_datasets())
 TRAINING_RUNS["transfer"] = lambda: plan.trained_runs(TRANSFER)
 
 
-def transfer_backbone_of(wildcards):
-    return plan.backbone_entry(TRANSFER, wildcards.backbone)
-
-
-def transfer_image_size_of(wildcards):
-    return plan.image_size(TRANSFER, wildcards.backbone)
-
-
-def transfer_weights_of(wildcards):
-    return plan.weights(TRANSFER, wildcards.backbone)
-
-
-def transfer_download_of(wildcards):
-    return download_path(TRANSFER["backbones"][wildcards.backbone]["weights"])
-
-
-def transfer_run_lr(wildcards):
-    return plan.run_lr(TRANSFER, wildcards.mode, wildcards.lr)
-
-
 rule transfer_describe:
     input:
         data=TRANSFER_DATA,
@@ -87,8 +67,8 @@ rule transfer_pretrain:
         slurm_partition=slurm_partition(TRANSFER_DEVICE),
         gpu_model=gpu_model(TRANSFER_DEVICE),
     params:
-        backbone=transfer_backbone_of,
-        image_size=transfer_image_size_of,
+        backbone=lambda wildcards: plan.backbone_entry(TRANSFER, wildcards.backbone),
+        image_size=lambda wildcards: plan.image_size(TRANSFER, wildcards.backbone),
         normalize=TRANSFER["normalize"],
         train=lambda wildcards: TRANSFER["pretrain"]["train"],
         seed=TRANSFER["seed"],
@@ -100,7 +80,7 @@ rule transfer_pretrain:
 
 rule transfer_fetch_weights:
     input:
-        download=transfer_download_of,
+        download=lambda wildcards: download_path(TRANSFER["backbones"][wildcards.backbone]["weights"]),
     output:
         weights="resources/weights/imagenet/{backbone}.pth",
     log:
@@ -110,7 +90,7 @@ rule transfer_fetch_weights:
     conda:
         CONDA_ENV
     params:
-        backbone=transfer_backbone_of,
+        backbone=lambda wildcards: plan.backbone_entry(TRANSFER, wildcards.backbone),
     script:
         "../scripts/transfer_fetch_weights.py"
 
@@ -118,7 +98,7 @@ rule transfer_fetch_weights:
 rule transfer_finetune:
     input:
         data=TRANSFER_DATA,
-        weights=transfer_weights_of,
+        weights=lambda wildcards: plan.weights(TRANSFER, wildcards.backbone),
         peak=peak_of(TRANSFER_DEVICE),
     output:
         checkpoint=f"{TRANSFER_RUNS}/checkpoint.pt",
@@ -141,13 +121,12 @@ rule transfer_finetune:
         slurm_partition=slurm_partition(TRANSFER_DEVICE),
         gpu_model=gpu_model(TRANSFER_DEVICE),
     params:
-        backbone=transfer_backbone_of,
-        image_size=transfer_image_size_of,
+        backbone=lambda wildcards: plan.backbone_entry(TRANSFER, wildcards.backbone),
+        image_size=lambda wildcards: plan.image_size(TRANSFER, wildcards.backbone),
         normalize=TRANSFER["normalize"],
-        train=TRANSFER["finetune"]["train"],
-        lr=transfer_run_lr,
+        train=without_lr(TRANSFER["finetune"]["train"]),
+        lr=lambda wildcards: plan.run_lr(TRANSFER, wildcards.mode, wildcards.lr),
         seed=TRANSFER["seed"],
-        dataset=TRANSFER["dataset"],
         accelerator=device_accelerator(TRANSFER_DEVICE),
         state_dir=f"{TRANSFER_RUNS}/resume",
     script:
@@ -157,7 +136,7 @@ rule transfer_finetune:
 rule transfer_cache:
     input:
         data=TRANSFER_DATA,
-        weights=transfer_weights_of,
+        weights=lambda wildcards: plan.weights(TRANSFER, wildcards.backbone),
     output:
         cache="results/transfer/cache/{backbone}.pt",
         provenance="results/transfer/cache/{backbone}.provenance.json",
@@ -175,10 +154,9 @@ rule transfer_cache:
         slurm_partition=slurm_partition(TRANSFER_DEVICE),
         gpu_model=gpu_model(TRANSFER_DEVICE),
     params:
-        backbone=transfer_backbone_of,
-        image_size=transfer_image_size_of,
+        backbone=lambda wildcards: plan.backbone_entry(TRANSFER, wildcards.backbone),
+        image_size=lambda wildcards: plan.image_size(TRANSFER, wildcards.backbone),
         normalize=TRANSFER["normalize"],
-        dataset=TRANSFER["dataset"],
         accelerator=device_accelerator(TRANSFER_DEVICE),
     script:
         "../scripts/transfer_cache.py"
@@ -204,9 +182,9 @@ rule transfer_head:
         CONDA_ENV
     threads: 1
     params:
-        backbone=transfer_backbone_of,
-        train=TRANSFER["feature_extractor"]["train"],
-        lr=transfer_run_lr,
+        # features are vectors: no augmentation, no channels_last (the script sets both off)
+        train=drop(without_lr(TRANSFER["feature_extractor"]["train"]), "augment", "channels_last"),
+        lr=lambda wildcards: plan.run_lr(TRANSFER, wildcards.mode, wildcards.lr),
         seed=TRANSFER["seed"],
         accelerator=device_accelerator(TRANSFER_DEVICE),
         state_dir=f"{TRANSFER_RUNS}/resume",
@@ -242,8 +220,11 @@ rule transfer_timing:
         backbone=plan.backbone_entry(TRANSFER, TRANSFER["backbone"]),
         image_size=plan.image_size(TRANSFER, TRANSFER["backbone"]),
         normalize=TRANSFER["normalize"],
-        finetune=TRANSFER["finetune"]["train"],
-        feature_extractor=TRANSFER["feature_extractor"]["train"],
+        # timed epochs, no evaluation: the sections' epochs and eval batch size are not read
+        finetune=drop(TRANSFER["finetune"]["train"], "epochs", "eval_batch_size"),
+        feature_extractor=drop(
+            TRANSFER["feature_extractor"]["train"], "epochs", "eval_batch_size", "augment", "channels_last"
+        ),
         timing=TRANSFER["timing"],
         seed=TRANSFER["seed"],
     script:
@@ -295,20 +276,21 @@ rule transfer_summary:
         "../scripts/transfer_summary.py"
 
 
-def transfer_values_inputs():
-    """What the transfer section quotes: its CSVs, the target's and a fine-tuning run's provenance, and the in-DAG
-    pretraining run's when the backbone was pretrained here."""
-    finetune = f"{plan.runs(TRANSFER, 'finetune')[0]}/provenance.json"
-    inputs = {"finetune": finetune}
-    if TRANSFER["backbone"] in plan.pretrained(TRANSFER):
-        inputs["pretrain"] = f"{TRANSFER_PRETRAIN.format(backbone=TRANSFER['backbone'])}/provenance.json"
-    inputs["provenance"] = [finetune, rules.transfer_timing.output.provenance, TRANSFER_DATA]
-    return inputs
+# What the transfer section quotes: a fine-tuning run's provenance, and the in-DAG pretraining run's when the
+# backbone was pretrained here.
+TRANSFER_FINETUNE_PROVENANCE = f"{plan.runs(TRANSFER, 'finetune')[0]}/provenance.json"
+TRANSFER_PRETRAIN_PROVENANCE = (
+    {"pretrain": f"{TRANSFER_PRETRAIN.format(backbone=TRANSFER['backbone'])}/provenance.json"}
+    if TRANSFER["backbone"] in plan.pretrained(TRANSFER)
+    else {}
+)
 
 
 rule transfer_values:
     input:
-        unpack(lambda wildcards: transfer_values_inputs()),
+        **TRANSFER_PRETRAIN_PROVENANCE,
+        finetune=TRANSFER_FINETUNE_PROVENANCE,
+        provenance=[TRANSFER_FINETUNE_PROVENANCE, rules.transfer_timing.output.provenance, TRANSFER_DATA],
         classes=rules.transfer_describe.output.classes,
         summary=rules.transfer_summary.output.summary,
         backbones=rules.transfer_summary.output.backbones,

@@ -11,11 +11,11 @@ from dlperf.workflow import limit_threads, script_logging
 
 with script_logging(snakemake.log[0]):
     p, inp = snakemake.params, snakemake.input
-    d, lat = p.distill, p.latency
+    lat = p.latency
     limit_threads(snakemake.threads)
     batch = lat["batch_sizes"][0]
-    entries = [("teacher", "", d["teacher"], inp.teacher, inp.teacher_metrics)]
-    entries += [("student", mode, d["student"], ckpt, metrics)
+    entries = [("teacher", "", p.teacher, inp.teacher, inp.teacher_metrics)]
+    entries += [("student", mode, p.student, ckpt, metrics)
                 for mode, ckpt, metrics in zip(p.modes, inp.students, inp.metrics)]
     rows = []
     for role, mode, arch, checkpoint, metrics_path in entries:

@@ -9,21 +9,21 @@ from dlperf.workflow import limit_threads, script_logging
 
 with script_logging(snakemake.log[0]):
     limit_threads(snakemake.threads)
-    label, cfg = snakemake.wildcards.device, snakemake.params.peak
-    device = select_device(snakemake.params.accelerator)
-    override = cfg.get("override_tflops", {}).get(label)
+    label, p = snakemake.wildcards.device, snakemake.params
+    device = select_device(p.accelerator)
+    override = p.override_tflops
     if override:
         peak, source = override * 1e12, "config flops.peak.override_tflops"
     else:
-        n = cfg.get("matmul_size", 4096 if device.type == "cuda" else 1024)
-        kernels = peak_kernels(device, n=n, repeats=cfg.get("repeats", 10))
+        n = p.matmul_size
+        kernels = peak_kernels(device, n=n, repeats=p.repeats)
         best = max(kernels, key=kernels.get)
         peak = kernels[best]
-        source = (f"measured: median of {cfg.get('repeats', 10)} fp32 {n}x{n} matrix products (2n^3 FLOPs each), "
+        source = (f"measured: median of {p.repeats} fp32 {n}x{n} matrix products (2n^3 FLOPs each), "
                   f"the fastest kernel ({best}) of {', '.join(kernels)}")
     record = {"device_label": label, "device": str(device), "device_name": device_name(device),
               "threads": snakemake.threads, "peak_flops": peak, "peak_tflops": peak / 1e12, "source": source}
     if not override:
         record["kernels_tflops"] = {name: flops / 1e12 for name, flops in kernels.items()}
-    write_json(snakemake.output[0], record)
+    write_json(snakemake.output.peak, record)
     print(json.dumps(record))

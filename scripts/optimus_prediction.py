@@ -15,7 +15,7 @@ from dlperf.workflow import script_logging
 with script_logging(snakemake.log[0]):
     p = snakemake.params
     prov = Provenance({"optimus": {"target_arch": p.target_arch, "target_accuracy": p.target_accuracy,
-                                   "regression_form": p.form, "fit": p.fit}})
+                                   "regression_form": p.form, "fit": {"bins_per_epoch": p.bins_per_epoch}}})
     fits = pd.read_csv(snakemake.input.fits)
     fits = fits[fits.arch != p.target_arch]
     models, table = regress_betas(fits, p.form)
@@ -27,7 +27,7 @@ with script_logging(snakemake.log[0]):
     acc_map = accuracy_map(by_run(snakemake.input.train_epochs))
     curves, errors = predict_target(models, p.target_arch, by_run(snakemake.input.target_steps),
                                     by_run(snakemake.input.target_epochs), acc_map, p.target_accuracy,
-                                    p.fit["bins_per_epoch"], p.max_epochs)
+                                    p.bins_per_epoch, p.max_epochs)
     write_csv(snakemake.output.prediction, curves[["device", "epoch", "predicted_loss", "measured_loss"]])
     write_csv(snakemake.output.error,
               errors[["device", "mape_percent", "predicted_epochs_to_target", "measured_epochs_to_target"]])

@@ -17,7 +17,7 @@ with script_logging(snakemake.log[0]), open(snakemake.log[0], "a", buffering=1) 
     repository = Path(snakemake.input.model_files[0]).parents[2]  # <root>/<name>/1/model.onnx
     bench = p.bench
     limit_threads(threads)
-    provenance = Provenance({"serve": {"bench": bench, "batching": p.batching}, "ssd": {"model": p.model}},
+    provenance = Provenance({"serve": {"bench": bench}, "ssd": {"model": p.model}},
                             device="cpu", threads=threads)
     size = p.model["image_size"]
     image = np.random.default_rng(0).standard_normal((1, 3, size, size)).astype(np.float32)

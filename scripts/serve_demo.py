@@ -16,7 +16,7 @@ with script_logging(snakemake.log[0]), open(snakemake.log[0], "a", buffering=1) 
     p, out = snakemake.params, snakemake.output
     repository = Path(snakemake.input.model_files[0]).parents[2]  # <root>/<name>/1/model.onnx
     demo = p.demo
-    provenance = Provenance({"serve": {"demo": demo, "batching": p.batching}, "ssd": {"model": p.model}})
+    provenance = Provenance({"serve": {"demo": demo}, "ssd": {"model": {"image_size": p.image_size}}})
     class_names = read_label_file(snakemake.input.labels)
     unknown = [name for name in demo["classes"] if name not in class_names[1:]]
     if unknown:
@@ -32,7 +32,7 @@ with script_logging(snakemake.log[0]), open(snakemake.log[0], "a", buffering=1) 
         client = OrtServerClient(url)
         for name, image_path in zip(demo["classes"], out.images):
             image, boxes, _ = dataset[chosen[name]]
-            prediction, raw = request_detections(client, p.name, image, p.model["image_size"],
+            prediction, raw = request_detections(client, p.name, image, p.image_size,
                                                  prob_threshold=demo["prob_threshold"], nms_iou=demo["nms_iou"],
                                                  top_k=demo["top_k"], fmt=fmt)
             (responses / f"response_{name}.{extension}").write_bytes(raw)

@@ -1,5 +1,6 @@
 """Cache a frozen backbone's pooled features of every target image, once (rule: transfer_cache)."""
 import time
+from pathlib import Path
 
 import torch
 
@@ -28,7 +29,7 @@ with script_logging(snakemake.log[0]):
     dim = splits["train"][0].shape[1]
     save_cache(snakemake.output.cache, splits, backbone=backbone, classes=index.classes, image_size=size,
                augmentation="none: one un-augmented view per image")
-    Provenance({"transfer": {"backbone": entry, "image_size": size, "dataset": p.dataset}},
+    Provenance({"transfer": {"backbone": entry, "image_size": size, "dataset": Path(snakemake.input.data).name}},
                device=str(device)).write(snakemake.output.provenance, cache_seconds=seconds, feature_dim=dim,
                                          images={s: len(data[s]) for s in SPLITS})
     print(f"{backbone}: {sum(len(data[s]) for s in SPLITS)} images -> {dim} features in {seconds:.2f} s")

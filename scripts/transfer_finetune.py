@@ -1,4 +1,6 @@
 """Fine-tune every layer of a pretrained backbone with a new head on the target (rule: transfer_finetune)."""
+from pathlib import Path
+
 from dlperf.flops.flops import model_flops_per_step
 from dlperf.train.engine import TrainConfig, seed_everything, train
 from dlperf.train.job import TrainingJob
@@ -15,7 +17,7 @@ with script_logging(snakemake.log[0]):
     model = backbone_from_file(entry, snakemake.input.weights, len(index.classes))
     prov = job.provenance({"transfer": {"mode": "finetune", "backbone_name": wc.backbone, "backbone": entry,
                                         "lr": p.lr, "image_size": size,
-                                        "dataset": p.dataset, "weights": entry["weights"]}, "train": train_cfg})
+                                        "dataset": Path(snakemake.input.data).name, "weights": entry["weights"]}, "train": train_cfg})
     metrics = train(model, data["train"], {"val": data["val"], "test": data["test"]},
                     TrainConfig.from_config(train_cfg, seed=p.seed),
                     flops_per_image=model_flops_per_step(model, (3, size, size), batch=1), **job.engine_args())

@@ -14,7 +14,7 @@ with script_logging(snakemake.log[0]):
                  "optimizer": {**p.train["optimizer"], "lr": p.lr}, "select_best": "val"}
     head = new_head(data["train"].features.shape[1], len(meta["classes"]), p.seed)
     prov = job.provenance({"transfer": {"mode": "feature_extractor", "backbone_name": wc.backbone,
-                                        "backbone": p.backbone, "lr": p.lr,
+                                        "lr": p.lr,
                                         "cache": meta}, "train": train_cfg})
     metrics = train(head, data["train"], {"val": data["val"], "test": data["test"]},
                     TrainConfig.from_config(train_cfg, seed=p.seed), **job.engine_args())

@@ -124,6 +124,9 @@ def resnet50_cifar(num_classes: int = 10, width: int = 64) -> nn.Module:
     return ImageNetStyleResNet(Bottleneck, [3, 4, 6, 3], num_classes, width)
 
 
+IMAGENET_STYLE = ("resnet18", "resnet50")  # the CIFAR models with a configurable base width
+
+
 def cifar_model(arch: str, num_classes: int = 10, width: int = 64) -> nn.Module:
     """Build a model from its config name: resnet<6n+2> (He et al.), resnet18, resnet50 (ImageNet-style, base
     ``width``)."""

@@ -44,13 +44,20 @@ def image_size(t: Mapping, backbone: str) -> int:
     return t["backbones"][backbone].get("image_size") or t["image_size"]
 
 
+WIDTH_KEYS = {"resnet": "width", "mobilenet": "width_mult"}   # the width setting an architecture family reads
+
+
 def backbone_entry(t: Mapping, backbone: str) -> dict:
-    """A backbone's entry as its jobs see it: downloaded weights by their checksum, not their URL (the file is an
-    input; a mirror's URL must not redo the work)."""
-    entry = dict(t["backbones"][backbone])
-    if entry["weights"] != "pretrain":
-        entry["weights"] = {"sha256": entry["weights"]["sha256"]}
-    return entry
+    """A backbone's entry as its jobs read it: the architecture, the width setting that architecture has (none for
+    Inception-v3), and downloaded weights by their checksum, not their URL (the file is an input; a mirror's URL
+    must not redo the work). The image size is a setting of its own (:func:`image_size`)."""
+    entry = t["backbones"][backbone]
+    trimmed = {"arch": entry["arch"]}
+    trimmed |= {key: entry[key] for family, key in WIDTH_KEYS.items() if entry["arch"].startswith(family)}
+    weights = entry["weights"]
+    trimmed["weights"] = weights if weights == "pretrain" else {
+        k: v for k, v in weights.items() if k in ("sha256", "sha256_prefix", "md5") and v}
+    return trimmed
 
 
 def weights(t: Mapping, backbone: str) -> str:

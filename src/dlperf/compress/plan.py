@@ -1,0 +1,38 @@
+"""The compress study's plan, from its config section: its pruning and distillation runs and what each reads."""
+from __future__ import annotations
+
+from typing import Mapping
+
+PRUNE_RUNS = "results/compress/prune/{arch}-{device}-s{seed}-sp{sparsity}"
+DISTILL_RUNS = "results/compress/distill/{arch}-{mode}-{device}-s{seed}"
+MODES = ("labels", "kd")  # a distillation student trained on labels only, and on soft targets
+# The classifier's quantization settings; the SSD's add its calibration size and operator types.
+QUANTIZE_KEYS = ("format", "activation_type", "weight_type", "per_channel", "reduce_range", "calibrate_method",
+                 "dynamic_weight_type")
+
+
+def sparsity_label(sparsity: float) -> str:
+    """0.5 -> '0.5': a sparsity as it appears in run names."""
+    return f"{sparsity:g}"
+
+
+def prune_runs(c: Mapping) -> list[str]:
+    return [PRUNE_RUNS.format(arch=c["arch"], device=c["device"], seed=c["seed"], sparsity=sparsity_label(s))
+            for s in c["prune"]["sparsities"]]
+
+
+def distill_runs(c: Mapping) -> list[str]:
+    return [DISTILL_RUNS.format(arch=c["distill"]["student"], mode=mode, device=c["device"], seed=c["seed"])
+            for mode in MODES]
+
+
+def soft_targets(c: Mapping, mode: str) -> dict | None:
+    """What a student learns from besides the labels: the teacher's soft targets, in mode kd only."""
+    d = c["distill"]
+    return {k: d[k] for k in ("teacher", "temperature", "alpha")} if mode == "kd" else None
+
+
+def quantize(c: Mapping, *extra: str) -> dict:
+    """The quantization settings a job reads: the shared ones and ``extra`` keys."""
+    q = c["quantize"]
+    return {k: q[k] for k in (*QUANTIZE_KEYS, *extra)}
