@@ -17,6 +17,7 @@ validate(config, "config/schema.yaml")
 
 include: "rules/common.smk"
 include: "rules/data.smk"
+include: "rules/devices.smk"
 
 
 # A study is on when its config section is present; its rules are included only then, in the order data flows

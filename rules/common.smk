@@ -174,13 +174,13 @@ def gpu_slots(wildcards):
     return gpu_count(wildcards.device)
 
 
-PEAK = "results/flops/peak/{device}.json"  # rule flops_device_peak
+PEAK = "results/devices/peak/{device}.json"  # rule devices_peak
 
 
 def peak_of(label):
-    """The measured peak FLOP/s of a device label (rule flops_device_peak), against which a training run's percent
-    of peak is computed; none when the FLOPs study is off (the runs then record no percent of peak)."""
-    return PEAK.format(device=label) if "flops" in config else []
+    """The measured peak FLOP/s of a device label (rule devices_peak), against which a training run's percent of
+    peak is computed."""
+    return PEAK.format(device=label)
 
 
 def device_peak(wildcards):

@@ -66,30 +66,6 @@ rule flops_peak_time:
         "../scripts/flops_peak_time.py"
 
 
-rule flops_device_peak:
-    output:
-        peak=PEAK,
-    log:
-        "logs/flops/peak_{device}.log",
-    benchmark:
-        "benchmarks/flops/peak_{device}.tsv"
-    conda:
-        CONDA_ENV
-    threads: config["threads"]
-    resources:
-        gpu=gpu_slots,
-        slurm_partition=slurm_partition_of,
-        gpu_model=gpu_model_of,
-    params:
-        accelerator=accelerator_of,
-        matmul_size=config["flops"]["peak"]["matmul_size"],
-        repeats=config["flops"]["peak"]["repeats"],
-        # this label's override only: another label's must not re-measure this one
-        override_tflops=lambda wildcards: config["flops"]["peak"]["override_tflops"].get(wildcards.device),
-    script:
-        "../scripts/flops_device_peak.py"
-
-
 rule flops_measure:
     input:
         peak=peak_of(config["flops"]["measure"]["device"]),

@@ -159,7 +159,7 @@ def write_flops(root: Path, cfg: dict) -> None:
     """What the flops rules write: per-layer tables, totals, the peak model, timings and training PPP."""
     f, out = cfg["flops"], root / "results" / "flops"
     m = f["measure"]
-    write_json(out / "peak" / f"{m['device']}.json", {  # first: the measurements are newer than their input
+    write_json(root / "results/devices/peak" / f"{m['device']}.json", {  # first: older than the measurements it feeds
         "device_label": m["device"], "device": "cpu", "device_name": "Fixture CPU", "threads": 2,
         "peak_flops": 4.0e10, "peak_tflops": 0.04, "source": "measured: median of 5 fp32 1024x1024 matmuls"})
     for model in set(f["models"]) | {"vgg16"}:

@@ -41,7 +41,7 @@ def test_the_full_config_plans_through_the_slurm_profile_without_slurm_installed
         assert (res.get("slurm_partition"), res.get("gpu_model"), res["gpu"]) == (label, label, "1"), (
             f"{wildcards}: a run asks for its label's partition and GPU type (config/full.yaml devices.{label})")
         assert (res["runtime"], res["mem_mb"]) == ("1440", "16000"), wildcards
-    peak = {wc: res for rule, wc, res in jobs if rule == "flops_device_peak"}
+    peak = {wc: res for rule, wc, res in jobs if rule == "devices_peak"}
     assert {wc: (r.get("slurm_partition"), r.get("gpu_model"), r["runtime"]) for wc, r in peak.items()} == {
         f"device={label}": (label, label, "30") for label in ("k80", "p100", "v100")}
     # CPU-only work (downloads, data preparation, fits, figures) stays small and on the default partition
@@ -81,7 +81,7 @@ def slice_config(path):
     cfg["threads"] = 1  # two jobs at once on the two-CPU node
     cfg["devices"]["fake"] = {"accelerator": "cuda", "slurm_partition": "gpu", "gpu_model": "fake"}
     cfg["flops"]["models"] = ["resnet50"]
-    cfg["flops"]["peak"] = {"matmul_size": 256, "repeats": 2, "override_tflops": {}}
+    cfg["peak"] = {"matmul_size": 256, "repeats": 2, "override_tflops": {}}
     return write_config(path, cfg)
 
 
@@ -89,7 +89,7 @@ def slice_config(path):
 def test_a_data_job_and_a_gpu_job_run_through_sbatch_on_a_one_node_cluster(tmp_path, slurm_cluster):
     work = scratch_copy(tmp_path / "repo")
     config = slice_config(tmp_path / "slice.yaml")
-    targets = ["results/flops/summary.csv", "results/flops/peak/fake.json"]
+    targets = ["results/flops/summary.csv", "results/devices/peak/fake.json"]
     # The profile as a user runs it; only the first status check comes sooner than its 40 s default.
     try:
         rc, text = snakemake("--profile", "profiles/slurm", "--configfile", str(config),
@@ -100,21 +100,21 @@ def test_a_data_job_and_a_gpu_job_run_through_sbatch_on_a_one_node_cluster(tmp_p
 
     summary = (work / "results/flops/summary.csv").read_text().splitlines()
     assert summary[0] == "model,params,gmacs,gflops,conv_share" and summary[1].startswith("resnet50,")
-    peak = json.loads((work / "results/flops/peak/fake.json").read_text())
+    peak = json.loads((work / "results/devices/peak/fake.json").read_text())
     assert peak["device_label"] == "fake" and peak["peak_flops"] > 0
 
     # Every job went through sbatch: the controller lists each, finished, with what the profile and the device
     # label asked for (partition, GPU, memory, time limit), and each left its log.
     jobs = {job["Comment"]: job for job in slurm_cluster.jobs()}
     assert set(jobs) == {"rule_flops_layers_wildcards_resnet50", "rule_flops_summary",
-                         "rule_flops_device_peak_wildcards_fake"}, jobs
+                         "rule_devices_peak_wildcards_fake"}, jobs
     assert {job["JobState"] for job in jobs.values()} == {"COMPLETED"}
     requests = {comment: (job["Partition"], job.get("TresPerJob"), job["MinMemoryNode"], job["TimeLimit"])
                 for comment, job in jobs.items()}
     assert requests == {
         "rule_flops_layers_wildcards_resnet50": ("cpu", None, "2000M", "01:00:00"),
         "rule_flops_summary": ("cpu", None, "2000M", "01:00:00"),
-        "rule_flops_device_peak_wildcards_fake": ("gpu", "gres:gpu:fake:1", "8000M", "00:30:00"),
+        "rule_devices_peak_wildcards_fake": ("gpu", "gres:gpu:fake:1", "8000M", "00:30:00"),
     }
     logs = {log.stem for log in (work / ".snakemake" / "slurm_logs").rglob("*.log")}
     assert logs == {job["JobId"] for job in jobs.values()}

@@ -1,5 +1,5 @@
 """The peak FP32 FLOP/s of one device label: measured by a square matmul, or taken from config
-(rule: flops_device_peak)."""
+(rule: devices_peak)."""
 import json
 
 from dlperf.atomic import write_json
@@ -13,7 +13,7 @@ with script_logging(snakemake.log[0]):
     device = select_device(p.accelerator)
     override = p.override_tflops
     if override:
-        peak, source = override * 1e12, "config flops.peak.override_tflops"
+        peak, source = override * 1e12, "config peak.override_tflops"
     else:
         n = p.matmul_size
         kernels = peak_kernels(device, n=n, repeats=p.repeats)

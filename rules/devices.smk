@@ -1,0 +1,26 @@
+# Device labels: each label's peak FP32 FLOP/s, measured once on the device it names (or taken from
+# peak.override_tflops). Every training run's percent of peak divides by it, whichever studies are on.
+
+
+rule devices_peak:
+    output:
+        peak=PEAK,
+    log:
+        "logs/devices/peak_{device}.log",
+    benchmark:
+        "benchmarks/devices/peak_{device}.tsv"
+    conda:
+        CONDA_ENV
+    threads: config["threads"]
+    resources:
+        gpu=gpu_slots,
+        slurm_partition=slurm_partition_of,
+        gpu_model=gpu_model_of,
+    params:
+        accelerator=accelerator_of,
+        matmul_size=config["peak"]["matmul_size"],
+        repeats=config["peak"]["repeats"],
+        # this label's override only: another label's must not re-measure this one
+        override_tflops=lambda wildcards: config["peak"]["override_tflops"].get(wildcards.device),
+    script:
+        "../scripts/devices_peak.py"
