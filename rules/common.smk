@@ -1,9 +1,9 @@
-# What the rules share: the studies and how they depend on each other, device labels, training runs. Nothing here
-# runs a job. A study's own paths and input functions live at the top of its rules/<study>.smk.
+# What the rules share: the studies and how they depend on each other, data, device labels, training runs, the
+# report's sources. Nothing here runs a job. A study's own logic (its runs, the settings each job reads) is a plan in
+# its package (dlperf.<study>.plan, pure functions of its config section) that its rules/<study>.smk calls.
 import re
 from pathlib import Path
 
-from dlperf.workflow import lr_label
 
 CONDA_ENV = "../envs/dlperf.yaml"
 
