@@ -170,6 +170,7 @@ rule optimus_values:
         theta=rules.optimus_time_to_accuracy.output.theta,
         runs=optimus_plan.files(OPTIMUS, "provenance.json"),
         dataset="resources/data/cifar10",
+        fitting=rules.optimus_loss_fits.output.provenance,
         prediction=rules.optimus_prediction.output.provenance,
         speed=rules.optimus_time_to_accuracy.output.provenance,
         provenance=[

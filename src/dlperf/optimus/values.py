@@ -16,12 +16,12 @@ from dlperf.report.values import (INFINITY, count, fixed, model_label, percent, 
 
 def optimus_values(*, fits: pd.DataFrame, regression: pd.DataFrame, errors: pd.DataFrame, curves: pd.DataFrame,
                    time_to_accuracy: pd.DataFrame, theta: Mapping, runs: Mapping[str, Mapping],
-                   dataset: Mapping, prediction: Mapping, speed: Mapping, horizon_epochs: int,
+                   dataset: Mapping, fitting: Mapping, prediction: Mapping, speed: Mapping, horizon_epochs: int,
                    prediction_device: str, prediction_figure: str) -> dict[str, object]:
     """Macros of the Optimus section.
 
-    ``runs`` holds every training run's provenance.json, ``dataset`` the CIFAR-10 directory's, ``prediction``
-    and ``speed`` those of the prediction and time-to-accuracy results; ``prediction_device`` is the device
+    ``runs`` holds every training run's provenance.json, ``dataset`` the CIFAR-10 directory's, ``fitting``,
+    ``prediction`` and ``speed`` those of the loss fits, the prediction and the time-to-accuracy results; ``prediction_device`` is the device
     label whose target-model prediction the report shows (the speed model's), drawn in ``prediction_figure``.
     """
     settings = prediction["config"]["optimus"]
@@ -53,8 +53,8 @@ def optimus_values(*, fits: pd.DataFrame, regression: pd.DataFrame, errors: pd.D
         "TargetTestAccuracy": percent(final.loc[shown_run["run"], "test_acc"]),
         "BestTestAccuracy": percent(final.loc[best, "test_acc"]),
         "BestTestAccuracyRun": best,
-        "BinsPerEpoch": settings["fit"]["bins_per_epoch"],
-        "FitWeighting": settings["fit"]["weighting"],
+        "BinsPerEpoch": fitting["config"]["optimus"]["fit"]["bins_per_epoch"],
+        "FitWeighting": fitting["config"]["optimus"]["fit"]["weighting"],
         "FitPoints": int(fits.n_points.median()),
         "FitsFailed": int((fits.status != "ok").sum()),
         "FitRsqMedian": fixed(ok.r2.median(), 3),
