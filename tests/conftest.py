@@ -10,6 +10,7 @@ a fixture listed in ``JOB_FIXTURES`` (a fixture that runs jobs) is marked ``slow
 """
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -139,8 +140,12 @@ def write_config(path: Path, cfg: dict, sort_keys: bool = True) -> Path:
 @pytest.fixture(scope="session")
 def embedded_run(tmp_path_factory) -> Path:
     """A scratch copy of the workflow in which the embedded default ran end to end (``snakemake --cores 2``), once
-    per session; its work dir. Read it, or copy_run it before editing or running anything in it."""
-    work = scratch_copy(tmp_path_factory.mktemp("embedded") / "repo")
+    per session; its work dir. Read it, or copy_run it before editing or running anything in it.
+
+    ``DLPERF_EMBEDDED_RUN=<dir>`` names an existing one instead (the workflow is brought up to date in it first):
+    for iterating on the tests that read a run without paying for a fresh run each time."""
+    given = os.environ.get("DLPERF_EMBEDDED_RUN")
+    work = Path(given) if given else scratch_copy(tmp_path_factory.mktemp("embedded") / "repo")
     rc, text = snakemake("--cores", "2", cwd=work, timeout=1800)
     assert rc == 0, text[-5000:]
     return work
