@@ -56,7 +56,7 @@ def test_the_full_config_runs_end_to_end_on_the_mirror_at_real_model_sizes(tmp_p
     assert "4 x 23520842 fp32 parameters" in theta["theta"]["provenance"]  # ResNet-50 at width 64, 10 classes
     voc = json.loads((results / "ssd" / "voc" / "provenance.json").read_text())
     assert voc["num_priors"] == 3000
-    parity = json.loads((results / "ssd" / "onnx" / "parity.json").read_text())
+    parity = json.loads((results / "serve" / "onnx" / "parity.json").read_text())
     assert parity["passed"] and parity["input"]["shape"] == ["batch", 3, 300, 300]
     timing = pd.read_csv(results / "flops" / "layer_timing.csv")
     assert set(timing.model) == {"vgg16", "googlenet", "resnet50"}
@@ -67,15 +67,15 @@ def test_the_full_config_runs_end_to_end_on_the_mirror_at_real_model_sizes(tmp_p
     ppp = pd.read_csv(results / "flops" / "training_ppp.csv")
     optimus = ppp[ppp.study == "optimus"]
     assert len(optimus) == 18 and {run.split("-")[1] for run in optimus.run} == {"k80", "p100", "v100"}
-    assert {p.stem for p in (results / "flops" / "peak").glob("*.json")} == {"k80", "p100", "v100"}
+    assert {p.stem for p in (results / "devices" / "peak").glob("*.json")} == {"k80", "p100", "v100"}
 
     # the 3000-prior SSD through quantization and serving
     summary = pd.read_csv(results / "compress" / "summary.csv")
     assert {"quantize_static", "quantize_dynamic"} <= set(summary[summary.metric == "mAP"].method)
-    bench = pd.read_csv(results / "ssd" / "serving" / "bench.csv")
+    bench = pd.read_csv(results / "serve" / "bench.csv")
     assert set(bench[bench.benchmark == "server"].clients) == {1, 4}
-    detections = json.loads((results / "ssd" / "serving" / "detections.json").read_text())
-    assert detections and all(Path(results / "ssd" / "serving" / f"annotated_{c}.png").stat().st_size > 1000
+    detections = json.loads((results / "serve" / "detections.json").read_text())
+    assert detections and all(Path(results / "serve" / f"annotated_{c}.png").stat().st_size > 1000
                               for c in ("Handgun", "Shotgun"))
 
     rc, text = rehearse(tmp_path, port, "-n")
