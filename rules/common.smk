@@ -4,7 +4,6 @@
 import re
 from pathlib import Path
 
-
 CONDA_ENV = "../envs/dlperf.yaml"
 
 # Every study, in the order its rules are included (a study's rules may use an earlier study's outputs).
