@@ -2,7 +2,7 @@
 its provenance, and the fingerprint that decides whether saved state may be resumed.
 
 A training rule's ``params`` are exactly the config keys its script reads, plus ``accelerator`` and ``state_dir``;
-its ``input`` holds the data, the starting weights and (when the FLOPs study is on) ``peak``. The fingerprint
+its ``input`` holds the data, the starting weights and the device's ``peak``. The fingerprint
 hashes all of that: the params, the wildcards, the device, and the identity of every input but the peak (a dataset
 directory by its provenance.json, a file by its SHA-256). State saved under another fingerprint is stale: a changed
 config or changed data starts the run afresh instead of resuming someone else's training.
@@ -44,10 +44,9 @@ class TrainingJob:
         self.study, self.run = study, run
         self.params = {k: v for k, v in snakemake.params.items() if k not in UNHASHED_PARAMS}
         self.device = select_device(snakemake.params.accelerator)
-        peak = snakemake.input.get("peak") if hasattr(snakemake.input, "get") else None
+        peak = snakemake.input.get("peak")   # none for a head trained on cached features
         self.peak_flops = json.loads(Path(peak).read_text())["peak_flops"] if peak else None
-        self.run_dir = Path(snakemake.output.epochs if "epochs" in snakemake.output.keys()
-                            else snakemake.output.checkpoint).parent
+        self.run_dir = Path(snakemake.output.epochs).parent
         self.state_dir = Path(snakemake.params.state_dir)
         inputs = {name: ([input_identity(f) for f in files] if isinstance(files, list) else input_identity(files))
                   for name, files in snakemake.input.items() if name not in UNHASHED_INPUTS}
