@@ -35,9 +35,14 @@ rule report_pdf:
         sections=[local(workflow_source(f)) for f in report_sections()],
         values=rules.report_values.output.values,
         section_list=rules.report_values.output.sections,
-        includes=[path for source in ["report/report.tex", *report_sections()] for path in tex_results(source)],
-        # what a macro names (a figure per device label, the demo's panels): its study's values rule lists it
-        named=[path for study in reported_studies() for path in getattr(rules, f"{study}_values").input.includes],
+        # what the sections name, and what a macro names (a figure per device label, the demo's panels), which its
+        # study's values rule lists; each path once
+        includes=list(
+            dict.fromkeys(
+                [path for source in ["report/report.tex", *report_sections()] for path in tex_results(source)]
+                + [path for study in reported_studies() for path in getattr(rules, f"{study}_values").input.includes]
+            )
+        ),
     output:
         pdf=report("results/report/report.pdf", category="Report"),
     log:
