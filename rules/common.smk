@@ -4,6 +4,8 @@
 import re
 from pathlib import Path
 
+import dlperf.report.claims as claims_ledger
+
 CONDA_ENV = "../envs/dlperf.yaml"
 
 # Every study, in the order its rules are included (a study's rules may use an earlier study's outputs).
@@ -221,6 +223,32 @@ def reported_studies():
 
 def report_sections():
     return [f"report/sections/{study}.tex" for study in reported_studies()]
+
+
+def report_includes():
+    """Every result the report includes, each once: what the LaTeX sources name, and what a macro names (a figure
+    per device label, the demo's panels), which its study's values rule lists."""
+    named = [path for source in ["report/report.tex", *report_sections()] for path in tex_results(source)]
+    built = [path for study in reported_studies() for path in getattr(rules, f"{study}_values").input.includes]
+    return list(dict.fromkeys(named + built))
+
+
+# The claims ledger (config/claims.yaml): validated here, before any job runs; rule report_claims checks it.
+CLAIMS = claims_ledger.load_ledger(
+    workflow_source("config/claims.yaml"), workflow_source("config/claims.schema.yaml"), config
+)
+CLAIM_SETTINGS = claims_ledger.settings_read(CLAIMS, config)
+
+
+def claim_inputs():
+    """The result files the claims of the studies that are on read, each once."""
+    files = [
+        path
+        for claim in CLAIMS
+        if claims_ledger.study_of(claim) in config
+        for path in claims_ledger.claim_files(claim, CLAIM_SETTINGS)
+    ]
+    return list(dict.fromkeys(files))
 
 
 def tex_results(source):

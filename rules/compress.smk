@@ -75,6 +75,8 @@ rule compress_pruning:
         "benchmarks/compress/pruning.tsv"
     conda:
         CONDA_ENV
+    params:
+        scale=config["scale"],  # the figures' fidelity
     script:
         "../scripts/compress_pruning.py"
 
@@ -251,6 +253,7 @@ rule compress_summary:
     conda:
         CONDA_ENV
     params:
+        scale=config["scale"],  # the figures' fidelity
         arch=COMPRESS["arch"],
         temperature=COMPRESS["distill"]["temperature"],
         alpha=COMPRESS["distill"]["alpha"],

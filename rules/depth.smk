@@ -70,6 +70,8 @@ rule depth_summary:
         "benchmarks/depth/summary.tsv"
     conda:
         CONDA_ENV
+    params:
+        scale=config["scale"],  # the figures' fidelity
     script:
         "../scripts/depth_summary.py"
 
@@ -92,6 +94,7 @@ rule depth_grad_flow:
     conda:
         CONDA_ENV
     params:
+        scale=config["scale"],  # the figures' fidelity
         epochs=DEPTH["grad_flow"]["epochs"],
     script:
         "../scripts/depth_grad_flow.py"

@@ -43,6 +43,27 @@ rule flops_summary:
         "../scripts/flops_summary.py"
 
 
+rule flops_census:
+    output:
+        csv="results/flops/census.csv",
+        table=report(
+            "results/flops/tables/census.tex",
+            caption="../report/captions/flops_census.rst",
+            category="FLOPs",
+        ),
+        markdown="results/flops/tables/census.md",
+    log:
+        "logs/flops/census.log",
+    benchmark:
+        "benchmarks/flops/census.tsv"
+    conda:
+        CONDA_ENV
+    params:
+        flop_per_mac=config["flops"]["flop_per_mac"],
+    script:
+        "../scripts/flops_census.py"
+
+
 rule flops_peak_time:
     input:
         summary="results/flops/summary.csv",
@@ -97,6 +118,7 @@ rule flops_measure:
         slurm_partition=slurm_partition(config["flops"]["measure"]["device"]),
         gpu_model=gpu_model(config["flops"]["measure"]["device"]),
     params:
+        scale=config["scale"],  # the figures' fidelity
         measure=drop(config["flops"]["measure"], "device"),  # the device is the peak input's and accelerator
         flop_per_mac=config["flops"]["flop_per_mac"],
         accelerator=device_accelerator(config["flops"]["measure"]["device"]),
@@ -142,6 +164,7 @@ rule flops_values:
         provenance=[rules.flops_measure.output.provenance],
         includes=[
             rules.flops_summary.output.table,
+            rules.flops_census.output.table,
             *expand("results/flops/{model}_layers.tex", model=config["flops"]["models"]),
             rules.flops_peak_time.output.table,
             rules.flops_measure.output.table,

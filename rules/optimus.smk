@@ -61,6 +61,8 @@ rule optimus_learning_curves:
         "benchmarks/optimus/learning_curves.tsv"
     conda:
         CONDA_ENV
+    params:
+        scale=config["scale"],  # the figures' fidelity
     script:
         "../scripts/optimus_learning_curves.py"
 
@@ -90,6 +92,7 @@ rule optimus_loss_fits:
     conda:
         CONDA_ENV
     params:
+        scale=config["scale"],  # the figures' fidelity
         fit=OPTIMUS["fit"],
     script:
         "../scripts/optimus_loss_fits.py"
@@ -121,6 +124,7 @@ rule optimus_prediction:
     conda:
         CONDA_ENV
     params:
+        scale=config["scale"],  # the figures' fidelity
         target_arch=OPTIMUS["target_arch"],
         target_accuracy=OPTIMUS["target_accuracy"],
         form=OPTIMUS["regression_form"],
@@ -151,6 +155,7 @@ rule optimus_time_to_accuracy:
     conda:
         CONDA_ENV
     params:
+        scale=config["scale"],  # the figures' fidelity
         speed=OPTIMUS["speed_model"],
         target_arch=OPTIMUS["target_arch"],
         target_accuracy=OPTIMUS["target_accuracy"],

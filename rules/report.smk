@@ -8,9 +8,51 @@
 # Adding a study: its rules end in a <study>_values rule writing results/<study>/values.json (the macros its
 # section quotes), and report/sections/<study>.tex names every result it includes literally: those names are the
 # PDF's inputs. A path a macro builds (a figure per device label) is an input of the study's values rule instead.
+rule report_claims:
+    input:
+        results=claim_inputs(),
+    output:
+        csv="results/report/claims.csv",
+        table="results/report/tables/claims.tex",
+        markdown="results/report/tables/claims.md",
+        values="results/report/claims.json",
+    log:
+        "logs/report/claims.log",
+    benchmark:
+        "benchmarks/report/claims.tsv"
+    conda:
+        CONDA_ENV
+    params:
+        claims=CLAIMS,
+        settings=CLAIM_SETTINGS,
+        studies=enabled_studies(),
+        strict=config["claims_strict"],
+    script:
+        "../scripts/report_claims.py"
+
+
+rule report_figures:
+    input:
+        figures=[path for path in report_includes() if Path(path).suffix in (".pdf", ".png")],
+    output:
+        fidelity="results/report/figures.tex",
+    log:
+        "logs/report/figures.log",
+    benchmark:
+        "benchmarks/report/figures.tsv"
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/report_figures.py"
+
+
 rule report_values:
     input:
-        values=[getattr(rules, f"{study}_values").output.values for study in reported_studies()],
+        # the scorecard's counts first, then each study's macros in report order
+        values=[
+            rules.report_claims.output.values,
+            *[getattr(rules, f"{study}_values").output.values for study in reported_studies()],
+        ],
     output:
         values="results/report/values.tex",
         sections="results/report/sections.tex",
@@ -35,14 +77,11 @@ rule report_pdf:
         sections=[local(workflow_source(f)) for f in report_sections()],
         values=rules.report_values.output.values,
         section_list=rules.report_values.output.sections,
+        claims=rules.report_claims.output.table,
         # what the sections name, and what a macro names (a figure per device label, the demo's panels), which its
         # study's values rule lists; each path once
-        includes=list(
-            dict.fromkeys(
-                [path for source in ["report/report.tex", *report_sections()] for path in tex_results(source)]
-                + [path for study in reported_studies() for path in getattr(rules, f"{study}_values").input.includes]
-            )
-        ),
+        includes=report_includes(),
+        fidelity=rules.report_figures.output.fidelity,
     output:
         pdf=report("results/report/report.pdf", category="Report"),
     log:

@@ -139,6 +139,7 @@ rule ssd_eval_voc:
         slurm_partition=slurm_partition(SSD_DEVICE),
         gpu_model=gpu_model(SSD_DEVICE),
     params:
+        scale=config["scale"],  # the figures' fidelity
         model=SSD["model"],
         eval=SSD["eval"],
         accelerator=device_accelerator(SSD_DEVICE),
@@ -214,6 +215,7 @@ rule ssd_eval_openimages:
         slurm_partition=slurm_partition(SSD_DEVICE),
         gpu_model=gpu_model(SSD_DEVICE),
     params:
+        scale=config["scale"],  # the figures' fidelity
         model=SSD["model"],
         eval=SSD["eval"],
         accelerator=device_accelerator(SSD_DEVICE),

@@ -37,6 +37,7 @@ rule transfer_describe:
     conda:
         CONDA_ENV
     params:
+        scale=config["scale"],  # the figures' fidelity
         image_size=TRANSFER["image_size"],
     script:
         "../scripts/transfer_describe.py"
@@ -272,6 +273,8 @@ rule transfer_summary:
         "benchmarks/transfer/summary.tsv"
     conda:
         CONDA_ENV
+    params:
+        scale=config["scale"],  # the figures' fidelity
     script:
         "../scripts/transfer_summary.py"
 

@@ -6,6 +6,7 @@ import pandas as pd
 
 from dlperf.atomic import write_csv
 from dlperf.compress.summary import accuracy_sparsity_figure
+from dlperf.report.fidelity import of_job
 from dlperf.report.style import save_figure
 from dlperf.workflow import script_logging
 
@@ -16,5 +17,6 @@ with script_logging(snakemake.log[0]):
     layers = pd.concat([pd.read_csv(path).assign(sparsity_target=r["sparsity"])
                         for path, r in zip(snakemake.input.sparsity, records)])
     write_csv(snakemake.output.layers, layers)
-    save_figure(accuracy_sparsity_figure(pruning), snakemake.output.figure)
+    fidelity = of_job(snakemake)
+    save_figure(accuracy_sparsity_figure(pruning), snakemake.output.figure, fidelity)
     print(pruning.to_string(index=False))

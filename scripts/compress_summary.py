@@ -3,6 +3,7 @@ import pandas as pd
 
 from dlperf.atomic import write_csv
 from dlperf.compress.summary import size_accuracy_figure, summary_frame, summary_table
+from dlperf.report.fidelity import of_job
 from dlperf.report.style import save_figure
 from dlperf.report.tables import write_table
 from dlperf.workflow import script_logging
@@ -19,5 +20,6 @@ with script_logging(snakemake.log[0]):
                             ssd=ssd, temperature=p.temperature, alpha=p.alpha)
     write_csv(out.csv, summary)
     write_table(summary_table(summary), out.table)
-    save_figure(size_accuracy_figure(summary), out.figure)
+    fidelity = of_job(snakemake)
+    save_figure(size_accuracy_figure(summary), out.figure, fidelity)
     print(summary.to_string(index=False))

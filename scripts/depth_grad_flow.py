@@ -5,6 +5,7 @@ import pandas as pd
 
 from dlperf.atomic import write_csv
 from dlperf.report.figures import grad_flow
+from dlperf.report.fidelity import of_job
 from dlperf.report.style import save_figure
 from dlperf.workflow import script_logging
 
@@ -12,4 +13,5 @@ with script_logging(snakemake.log[0]):
     frames = {Path(p).parent.name: pd.read_csv(p) for p in snakemake.input.grad_flow}
     combined = pd.concat([df.assign(run=name) for name, df in frames.items()], ignore_index=True)
     write_csv(snakemake.output.csv, combined)
-    save_figure(grad_flow(frames, snakemake.params.epochs), snakemake.output.figure)
+    fidelity = of_job(snakemake)
+    save_figure(grad_flow(frames, snakemake.params.epochs), snakemake.output.figure, fidelity)

@@ -6,6 +6,7 @@ import pandas as pd
 
 from dlperf.atomic import write_csv
 from dlperf.report.figures import learning_curves
+from dlperf.report.fidelity import of_job
 from dlperf.report.style import save_figure
 from dlperf.report.tables import write_table
 from dlperf.workflow import script_logging
@@ -30,5 +31,6 @@ with script_logging(snakemake.log[0]):
     write_table(table.assign(lr=table.lr.map(lambda v: f"{v:.0e}")), snakemake.output.table,
                 formats={c: ".2f" for c in ("train_loss", "train_acc", "val_loss", "val_acc", "test_loss",
                                             "test_acc")})
-    save_figure(learning_curves(curves, splits=("train", "val")), snakemake.output.figure)
+    fidelity = of_job(snakemake)
+    save_figure(learning_curves(curves, splits=("train", "val")), snakemake.output.figure, fidelity)
     print(table.to_string(index=False))

@@ -8,6 +8,7 @@ from dlperf.atomic import write_csv
 from dlperf.flops.study import measure
 from dlperf.provenance import Provenance
 from dlperf.report import figures
+from dlperf.report.fidelity import of_job
 from dlperf.report.style import save_figure
 from dlperf.report.tables import write_table
 from dlperf.train.engine import select_device
@@ -34,5 +35,6 @@ with script_logging(snakemake.log[0]):
         ppp=100 * df.ppp).rename(columns={"ppp": "PPP (%)"})
     write_table(shown, snakemake.output.table, formats={"forward_ms": ".2f", "layer_sum_ms": ".2f",
                                                         "achieved_tflops": ".3f", "PPP (%)": ".1f"})
-    save_figure(figures.percent_of_peak(df, peak["device_name"]), snakemake.output.figure)
+    fidelity = of_job(snakemake, prov.record)
+    save_figure(figures.percent_of_peak(df, peak["device_name"]), snakemake.output.figure, fidelity)
     prov.write(snakemake.output.provenance, results=rows)

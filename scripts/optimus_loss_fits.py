@@ -7,6 +7,7 @@ from dlperf.atomic import write_csv
 from dlperf.optimus import figures
 from dlperf.optimus.study import binned_loss, fit_runs
 from dlperf.provenance import Provenance
+from dlperf.report.fidelity import of_job
 from dlperf.report.style import save_figure
 from dlperf.report.tables import write_table
 from dlperf.workflow import script_logging
@@ -21,7 +22,8 @@ with script_logging(snakemake.log[0]):
         print(f"{row.arch}-{row.device}-s{row.seed}: {row.status} beta=({row.beta0:.4g}, {row.beta1:.4g}, "
               f"{row.beta2:.4g}) r2={row.r2:.4f} {row.message}")
     points = {name: binned_loss(df, fit_cfg["bins_per_epoch"]) for name, df in steps.items()}
-    save_figure(figures.loss_fits(points, fits), snakemake.output.figure)
+    fidelity = of_job(snakemake)
+    save_figure(figures.loss_fits(points, fits), snakemake.output.figure, fidelity)
     shown = fits[["arch", "device", "seed", "beta0", "beta1", "beta2", "rmse", "r2", "status"]]
     write_table(shown, snakemake.output.table, formats={b: ".4g" for b in ("beta0", "beta1", "beta2")}
                 | {"rmse": ".4f", "r2": ".4f"})

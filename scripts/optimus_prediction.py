@@ -8,6 +8,7 @@ from dlperf.atomic import write_csv
 from dlperf.optimus import figures
 from dlperf.optimus.study import accuracy_map, parse_run, predict_target, regress_betas
 from dlperf.provenance import Provenance
+from dlperf.report.fidelity import of_job
 from dlperf.report.style import save_figure
 from dlperf.report.tables import write_table
 from dlperf.workflow import script_logging
@@ -31,9 +32,11 @@ with script_logging(snakemake.log[0]):
     write_csv(snakemake.output.prediction, curves[["device", "epoch", "predicted_loss", "measured_loss"]])
     write_csv(snakemake.output.error,
               errors[["device", "mape_percent", "predicted_epochs_to_target", "measured_epochs_to_target"]])
+    fidelity = of_job(snakemake)
     for figure_path in snakemake.output.figures:
         device = Path(figure_path).stem.rsplit("_", 1)[1]
-        save_figure(figures.prediction(curves[curves.device == device], p.target_arch, device), figure_path)
+        save_figure(figures.prediction(curves[curves.device == device], p.target_arch, device), figure_path,
+                    fidelity)
     write_table(errors[["device", "beta0", "beta1", "beta2", "mape_percent", "predicted_epochs_to_target",
                         "measured_epochs_to_target"]], snakemake.output.table,
                 formats={"beta0": ".4g", "beta1": ".4g", "beta2": ".4g", "mape_percent": ".1f",

@@ -9,6 +9,7 @@ from dlperf.models import cifar_model
 from dlperf.optimus import figures
 from dlperf.optimus.speed_model import derive_theta, optimal_workers, steps_needed, time_to_accuracy
 from dlperf.provenance import Provenance
+from dlperf.report.fidelity import of_job
 from dlperf.report.style import save_figure
 from dlperf.workflow import script_logging
 
@@ -42,7 +43,8 @@ with script_logging(snakemake.log[0]):
                for ps, df in tta.groupby("ps")}
     write_json(snakemake.output.theta, {"theta": theta, "predicted_epochs_to_target": epochs,
                                         "steps_needed": steps, "optimum": optimum})
+    fidelity = of_job(snakemake)
     save_figure(figures.time_to_accuracy(tta, theta, cfg["global_batch"], p.target_accuracy),
-                snakemake.output.figure)
+                snakemake.output.figure, fidelity)
     prov.write(snakemake.output.provenance, theta=theta, optimum=optimum)
     print(json.dumps(optimum))

@@ -7,6 +7,7 @@ from dlperf.data.voc import read_label_file
 from dlperf.detection.evaluate import evaluate_dataset, load_ssd
 from dlperf.detection.study import comparison_bars, comparison_frame, write_ap_csv
 from dlperf.provenance import Provenance
+from dlperf.report.fidelity import of_job
 from dlperf.report.style import save_figure
 from dlperf.report.tables import write_table
 from dlperf.train.engine import select_device
@@ -34,7 +35,8 @@ with script_logging(snakemake.log[0]):
     comparison = comparison_frame(frames["before"], frames["after"])
     write_table(comparison, snakemake.output.table, formats={c: ".4f" for c in ("ap_before", "ap_after", "change")},
                 bold_rows={len(comparison) - 1})
-    save_figure(comparison_bars(comparison), snakemake.output.figure)
+    fidelity = of_job(snakemake, prov.record)
+    save_figure(comparison_bars(comparison), snakemake.output.figure, fidelity)
     prov.write(snakemake.output.provenance, test_images=len(test), missing_images=test.missing_images,
                dropped_boxes=test.dropped_boxes, **{f"map_{k}": float(f.ap.iloc[-1]) for k, f in frames.items()})
     print(comparison.to_string(index=False))

@@ -6,6 +6,7 @@ from dlperf.data.voc import VOC_DIR, VOCDataset
 from dlperf.detection.evaluate import evaluate_dataset, load_ssd
 from dlperf.detection.study import ap_bars, write_ap_csv
 from dlperf.provenance import Provenance
+from dlperf.report.fidelity import of_job
 from dlperf.report.style import save_figure
 from dlperf.report.tables import write_table
 from dlperf.train.engine import select_device
@@ -28,7 +29,8 @@ with script_logging(snakemake.log[0]):
     frame = write_ap_csv(result, snakemake.output.ap)
     write_table(frame.rename(columns={"ap": "AP"}), snakemake.output.table, formats={"AP": ".4f"},
                 bold_rows={len(frame) - 1})
-    save_figure(ap_bars(frame), snakemake.output.figure)
+    fidelity = of_job(snakemake, prov.record)
+    save_figure(ap_bars(frame), snakemake.output.figure, fidelity)
     prov.write(snakemake.output.provenance, mean_ap=result.mean_ap, test_images=len(test),
                num_priors=int(model.priors.shape[0]),
                dropped_boxes=test.dropped_boxes)

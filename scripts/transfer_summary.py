@@ -7,6 +7,7 @@ import pandas as pd
 
 from dlperf.atomic import write_csv
 from dlperf.report.figures import learning_curves
+from dlperf.report.fidelity import of_job
 from dlperf.report.style import save_figure
 from dlperf.report.tables import write_table
 from dlperf.transfer import mark_winners
@@ -39,10 +40,11 @@ with script_logging(snakemake.log[0]):
     write_table(shown, snakemake.output.table, formats={"best_val_acc": ".1f", "final_test_acc": ".1f",
                                                         "train_seconds": ".1f", "lr": "g"},
                 bold_rows=set(summary.index[winner]))
+    fidelity = of_job(snakemake)
     save_figure(learning_curves({f"lr={r['lr']:g}": e for r, e in finetune}, splits=("train", "val")),
-                snakemake.output.finetune_curves)
+                snakemake.output.finetune_curves, fidelity)
     save_figure(learning_curves({f"lr={r['lr']:g}": e for r, e in feature}, splits=("train", "val")),
-                snakemake.output.feature_curves)
+                snakemake.output.feature_curves, fidelity)
 
     caches = {Path(p).name.removesuffix(".provenance.json"): json.loads(Path(p).read_text()) for p in inputs.caches}
     rows = []

@@ -19,6 +19,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from dlperf.report.fidelity import Fidelity
+
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 # What a scratch copy of the workflow leaves behind: version control, the environment, every product of a run,
@@ -32,6 +34,9 @@ NO_JOB_FLAGS = {"-n", "--dry-run", "--dryrun", "--lint", "--summary", "-S", "--d
 # Fixtures that run jobs, by name -> the test module that defines it (None: defined here, usable anywhere).
 # Every test that uses one is marked slow.
 JOB_FIXTURES = {"embedded_run": None, "built": "test_report"}
+
+# What the report fixtures' figures say they come from (the fidelity printed under a caption).
+FIXTURE_FIDELITY = Fidelity("embedded", "Fixture CPU", "0123456789ab")
 
 _current: pytest.Item | None = None  # the test being set up, run or torn down
 

@@ -12,6 +12,8 @@ from pathlib import Path
 import pandas as pd
 
 from dlperf.compress.summary import accuracy_sparsity_figure, size_accuracy_figure, summary_frame, summary_table
+from conftest import FIXTURE_FIDELITY
+
 from dlperf.report.style import save_figure
 from dlperf.report.tables import write_table
 
@@ -96,5 +98,5 @@ def write_compress(root: Path, cfg: dict) -> None:
                             distill=distill, ssd=ssd, temperature=d["temperature"], alpha=d["alpha"])
     _csv(out / "summary.csv", summary)
     write_table(summary_table(summary), out / "tables" / "summary.tex")
-    save_figure(accuracy_sparsity_figure(pruning), out / "figures" / "accuracy_sparsity.pdf")
-    save_figure(size_accuracy_figure(summary), out / "figures" / "size_accuracy.pdf")
+    save_figure(accuracy_sparsity_figure(pruning), out / "figures" / "accuracy_sparsity.pdf", FIXTURE_FIDELITY)
+    save_figure(size_accuracy_figure(summary), out / "figures" / "size_accuracy.pdf", FIXTURE_FIDELITY)

@@ -12,6 +12,8 @@ import pandas as pd
 from dlperf.data.voc import VOC_CLASSES
 from dlperf.detection.study import ap_bars, ap_frame, comparison_bars, comparison_frame
 from dlperf.detection.voc_eval import VOCResult
+from conftest import FIXTURE_FIDELITY
+
 from dlperf.report.style import save_figure
 from dlperf.report.tables import write_table
 
@@ -42,14 +44,14 @@ def write_ssd(root: Path, cfg: dict) -> None:
     voc = ap_frame(VOCResult({name: VOC_MAP + d for name, d in zip(VOC_CLASSES, offsets)}, VOC_MAP))
     _write(out / "voc" / "ap.csv", voc)
     write_table(voc.rename(columns={"ap": "AP"}), out / "tables" / "voc_ap.tex", formats={"AP": ".4f"})
-    save_figure(ap_bars(voc), out / "figures" / "voc_ap.pdf")
+    save_figure(ap_bars(voc), out / "figures" / "voc_ap.pdf", FIXTURE_FIDELITY)
     before = ap_frame(VOCResult({c: 0.01 * (k + 1) for k, c in enumerate(classes)}, 0.015))
     after = ap_frame(VOCResult({c: 0.5 + 0.1 * k for k, c in enumerate(classes)}, 0.55))
     _write(out / "openimages" / "ap_before.csv", before)
     _write(out / "openimages" / "ap_after.csv", after)
     comparison = comparison_frame(before, after)
     write_table(comparison, out / "tables" / "openimages_ap.tex")
-    save_figure(comparison_bars(comparison), out / "figures" / "openimages_ap.pdf")
+    save_figure(comparison_bars(comparison), out / "figures" / "openimages_ap.pdf", FIXTURE_FIDELITY)
     _write(out / "voc" / "provenance.json", _provenance(
         {"ssd": {k: s[k] for k in ("model", "data", "pretrained", "eval")}}, mean_ap=VOC_MAP, test_images=4952,
         num_priors=3000))

@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from dlperf.flops.census import PUBLISHED, census
 from dlperf.optimus.speed_model import derive_theta, optimal_workers, steps_needed, time_to_accuracy
 from dlperf.report.latex import (
     Latex,
@@ -32,7 +33,7 @@ from report_fixtures_compress import write_compress
 from report_fixtures_serve import write_serve
 from report_fixtures_ssd import write_ssd
 
-from conftest import IGNORED, ROOT, run_snakemake
+from conftest import FIXTURE_FIDELITY, IGNORED, ROOT, run_snakemake
 REPORT = "results/report/report.pdf"
 BUILD = Path("results/report/build")
 
@@ -90,7 +91,7 @@ def write_json(path: Path, record: dict) -> None:
 def write_figure(path: Path) -> None:
     fig, ax = figure("single")
     ax.plot([1, 2, 3], [3, 1, 2])
-    save_figure(fig, path)
+    save_figure(fig, path, FIXTURE_FIDELITY)
 
 
 def provenance(config: dict, **extra) -> dict:
@@ -115,6 +116,9 @@ def write_optimus(root: Path, cfg: dict, data: dict) -> None:
         write_json(out / "runs" / run / "provenance.json", provenance(
             {"arch": arch, "device_label": device, "seed": seed, "train": o["train"], "n_train": o["n_train"],
              "imagenet_width": o["imagenet_width"]}, study="optimus", run=run))
+        write_csv(out / "runs" / run / "epochs.csv", pd.DataFrame(
+            {"epoch": [1, 2], "train_loss": [2.0, 1.5], "test_loss": [2.1, 1.7], "test_acc": [0.3, 0.4],
+             "wall_seconds": [10.0, 20.0]}))
     fits = write_csv(out / "loss_fits.csv", pd.DataFrame([
         {"arch": run.split("-")[0], "depth": int(run.split("-")[0][6:]), "device": run.split("-")[1], "seed": seed,
          "beta0": 0.5 + i / 10, "beta1": 0.4, "beta2": 1.0, "rmse": 0.1, "r2": 0.9 - i / 100, "n_points": 20,
@@ -173,6 +177,7 @@ def write_flops(root: Path, cfg: dict) -> None:
         [{"model": m, "params": 138357544, "gmacs": 15.47026432, "gflops": 30.94052864, "conv_share": 0.992008}
          for m in f["models"]]))
     write_table(summary, out / "tables" / "summary.tex")
+    write_table(write_csv(out / "census.csv", census(list(PUBLISHED), 2)), out / "tables" / "census.tex")
     peak_time = write_csv(out / "peak_time.csv", pd.DataFrame(
         [{"model": m, "device": d, "peak_tflops": p, "gflops": 30.9405, "time_ms": 30.9405 / p,
           "images_per_s": 1e3 * p / 30.9405} for m in f["peak_model"]["models"]
@@ -269,7 +274,7 @@ def snakemake(repo: Path, *args, timeout=240) -> str:
 
 
 # The report's rules: each study's values rule and the two that gather and compile.
-REPORT_RULES = ["report_values", "report_pdf",
+REPORT_RULES = ["report_claims", "report_figures", "report_values", "report_pdf",
                 *(f"{s}_values" for s in ("transfer", "flops", "optimus", "depth", "ssd", "serve", "compress"))]
 
 

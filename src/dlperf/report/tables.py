@@ -10,7 +10,9 @@ from tabulate import tabulate
 from dlperf.atomic import atomic_write
 
 _LATEX_SPECIALS = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
-                   "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+                   "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
+                   # signs of tolerances and bounds, which LaTeX's input encoding lacks
+                   "≥": r"$\geq$", "≤": r"$\leq$", "−": r"$-$", "±": r"$\pm$"}
 
 
 def latex_escape(text) -> str:

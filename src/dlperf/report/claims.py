@@ -1,0 +1,202 @@
+"""The claims ledger: published numbers checked against the results that regenerate them.
+
+``config/claims.yaml`` lists each claim with its source, protocol, tolerance and result cell (format:
+``config/claims.schema.yaml``). :func:`load_ledger` validates it against the schema and the config before any job
+runs; :func:`claim_files` names the result files a check reads; :func:`check_claims` reads their cells and gives
+``results/report/claims.csv``'s rows. A claim is compared only when its protocol can hold: its study is on, every
+``comparable_when`` setting has its value in the config, and its value was reached; otherwise its status is
+:data:`NOT_COMPARABLE`, with the reason in ``note``.
+"""
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+from typing import Iterable, Mapping
+
+import numpy as np
+import pandas as pd
+import yaml
+from jsonschema import Draft202012Validator, validators
+
+PASS, FAIL, NOT_COMPARABLE = "pass", "fail", "not comparable at this scale"
+COLUMNS = ["claim", "published", "regenerated", "tolerance", "status", "id", "unit", "check", "source", "protocol",
+           "note"]
+_FIELD = re.compile(r"\{([A-Za-z0-9_.*]+)\}")
+_MISSING = object()
+
+
+def _with_defaults(validator_class):
+    """A validator that fills in the schema's defaults (as snakemake.utils.validate does for the config)."""
+    validate_properties = validator_class.VALIDATORS["properties"]
+
+    def set_defaults(validator, properties, instance, schema):
+        for name, subschema in properties.items():
+            if isinstance(instance, dict) and "default" in subschema:
+                instance.setdefault(name, subschema["default"])
+        yield from validate_properties(validator, properties, instance, schema)
+
+    return validators.extend(validator_class, {"properties": set_defaults})
+
+
+def config_value(config: Mapping, key: str):
+    """The value of a dotted config key (``ssd.eval.iou_threshold``; a list element by its index,
+    ``optimus.devices.0``), or ``_MISSING``."""
+    value = config
+    for part in key.split("."):
+        if isinstance(value, Mapping) and part in value:
+            value = value[part]
+        elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
+            value = value[int(part)]
+        else:
+            return _MISSING
+    return value
+
+
+def load_ledger(path: str | Path, schema_path: str | Path, config: Mapping) -> list[dict]:
+    """The claims of ``path``, validated (schema, unique ids) and with defaults filled in. A ``comparable_when``
+    key or a file field of a study that is on must name a config key: a typo is an error naming the claim, not a
+    claim that is silently never compared."""
+    ledger = yaml.safe_load(Path(path).read_text())
+    schema = yaml.safe_load(Path(schema_path).read_text())
+    errors = sorted(_with_defaults(Draft202012Validator)(schema).iter_errors(ledger), key=lambda e: list(e.path))
+    if errors:
+        where = "/".join(map(str, errors[0].path))
+        raise ValueError(f"{path}: {where}: {errors[0].message}")
+    claims = ledger["claims"]
+    seen = set()
+    for claim in claims:
+        if claim["id"] in seen:
+            raise ValueError(f"{path}: claim id {claim['id']!r} appears twice")
+        seen.add(claim["id"])
+        for key in settings_keys(claim):
+            if key.split(".")[0] in config and config_value(config, key) is _MISSING:
+                raise ValueError(f"{path}: claim {claim['id']}: config key {key!r} does not exist")
+    return claims
+
+
+def settings_keys(claim: Mapping) -> list[str]:
+    """The dotted config keys a claim's check reads: its ``comparable_when`` and its file fields."""
+    return [*claim["comparable_when"], *(k.removesuffix(".*") for k in _FIELD.findall(claim["result"]["file"]))]
+
+
+def settings_read(claims: Iterable[Mapping], config: Mapping) -> dict:
+    """{dotted key: value} of every config key the claims' checks read that the config has (the check rule's
+    params: editing one of them rechecks, editing anything else does not)."""
+    keys = dict.fromkeys(k for claim in claims for k in settings_keys(claim))
+    return {k: v for k in keys if (v := config_value(config, k)) is not _MISSING}
+
+
+def study_of(claim: Mapping) -> str:
+    """The study whose results regenerate a claim: results/<study>/…"""
+    return claim["result"]["file"].split("/")[1]
+
+
+def claim_files(claim: Mapping, settings: Mapping) -> list[str]:
+    """The result files of a claim, its file fields filled from ``settings`` (:func:`settings_read`;
+    ``{key.*}``: one file per element of the list)."""
+    files = [claim["result"]["file"]]
+    for key in _FIELD.findall(claim["result"]["file"]):
+        value = settings[key.removesuffix(".*")]
+        values = value if key.endswith(".*") else [value]
+        files = [f.replace(f"{{{key}}}", str(v)) for f in files for v in values]
+    return files
+
+
+def _cells(frame: pd.DataFrame, result: Mapping) -> pd.Series:
+    """The cells of ``result["column"]`` in the rows that match ``result["row"]`` (a number by value: 1.0e-3 matches
+    a CSV's 0.001)."""
+    rows = frame
+    for column, value in result["row"].items():
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            rows = rows[np.isclose(pd.to_numeric(rows[column], errors="coerce"), value, rtol=1e-9, atol=0)]
+        else:
+            rows = rows[rows[column].astype(str) == str(value)]
+    return rows[result["column"]]
+
+
+def regenerate(result: Mapping, frames: Iterable[pd.DataFrame]) -> float:
+    """The regenerated value from the result files' frames (see the ledger's ``result``); NaN when it was not
+    reached (``seconds_to`` a threshold no run reached)."""
+    frames = list(frames)
+    if result["reduce"] == "seconds_to":
+        times = [float(f.loc[f[result["column"]] >= result["threshold"], "wall_seconds"].min()) for f in frames]
+        times = [t for t in times if not math.isnan(t)]
+        value = min(times) if times else math.nan
+    else:
+        cells = pd.concat([_cells(f, result) for f in frames]).astype(float)
+        if result["reduce"] == "one" and len(cells) != 1:
+            raise ValueError(f"{result['file']}: {len(cells)} cells match {result['row']} in column "
+                             f"{result['column']!r}, expected exactly one")
+        value = float(cells.max() if result["reduce"] == "max" else cells.min() if result["reduce"] == "min"
+                      else cells.iloc[0])
+    return value * result["factor"]
+
+
+def allowance(claim: Mapping) -> float:
+    """The tolerance in the claim's unit."""
+    tolerance = claim["tolerance"]
+    return tolerance["absolute"] if "absolute" in tolerance else tolerance["relative"] * abs(claim["published"])
+
+
+def tolerance_text(claim: Mapping) -> str:
+    """The tolerance as the scorecard prints it: ±0.005, ≥ −0 (a lower bound), ±3%."""
+    tolerance = claim["tolerance"]
+    amount = (f"{tolerance['absolute']:g}" if "absolute" in tolerance else f"{100 * tolerance['relative']:g}%")
+    return {"within": f"±{amount}", "at_least": f"≥ −{amount}", "at_most": f"≤ +{amount}"}[claim["check"]]
+
+
+def passes(claim: Mapping, regenerated: float) -> bool:
+    gap, allowed = regenerated - claim["published"], allowance(claim) * (1 + 1e-12)
+    return {"within": abs(gap) <= allowed, "at_least": gap >= -allowed, "at_most": gap <= allowed}[claim["check"]]
+
+
+def _not_met(claim: Mapping, settings: Mapping) -> list[str]:
+    """The ``comparable_when`` settings the config does not have, in words."""
+    unmet = []
+    for key, wanted in claim["comparable_when"].items():
+        value = settings.get(key, _MISSING)
+        if value is _MISSING or value != wanted:
+            unmet.append(f"{key} is {'absent' if value is _MISSING else value!r}, the protocol needs {wanted!r}")
+    return unmet
+
+
+def check_claim(claim: Mapping, settings: Mapping, frames: Mapping[str, pd.DataFrame] | None) -> dict:
+    """One row of claims.csv. ``frames``: the claim's result files by path, or None when its study is off."""
+    row = {"claim": claim["claim"], "published": claim["published"], "regenerated": math.nan,
+           "tolerance": tolerance_text(claim), "id": claim["id"], "unit": claim["unit"], "check": claim["check"],
+           "source": claim["source"], "protocol": claim["protocol"]}
+    if frames is None:
+        return {**row, "status": NOT_COMPARABLE, "note": f"the {study_of(claim)} study is not in this config"}
+    regenerated = regenerate(claim["result"], (frames[f] for f in claim_files(claim, settings)))
+    row["regenerated"] = regenerated
+    unmet = _not_met(claim, settings)
+    if unmet:
+        return {**row, "status": NOT_COMPARABLE, "note": "; ".join(unmet)}
+    if math.isnan(regenerated):
+        return {**row, "status": NOT_COMPARABLE,
+                "note": f"{claim['result']['column']} never reached {claim['result'].get('threshold')}"}
+    return {**row, "status": PASS if passes(claim, regenerated) else FAIL, "note": ""}
+
+
+def check_claims(claims: Iterable[Mapping], settings: Mapping, studies: Iterable[str],
+                 frames: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
+    """claims.csv: every claim's row (:func:`check_claim`), its frames taken from ``frames`` (path -> frame) when
+    its study is among ``studies`` (those on)."""
+    studies = set(studies)
+    rows = [check_claim(c, settings, frames if study_of(c) in studies else None) for c in claims]
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def scorecard_values(table: pd.DataFrame) -> dict[str, str]:
+    """The scorecard's macros: how many claims passed, failed and could not be compared, of how many."""
+    counts = table.status.value_counts()
+    return {"ClaimsTotal": str(len(table)), "ClaimsPassed": str(counts.get(PASS, 0)),
+            "ClaimsFailed": str(counts.get(FAIL, 0)), "ClaimsNotComparable": str(counts.get(NOT_COMPARABLE, 0))}
+
+
+def failures(table: pd.DataFrame) -> str:
+    """The failed claims in words, one a line, for the error of a strict check."""
+    failed = table[table.status == FAIL]
+    return "\n".join(f"  {r.id}: published {r.published:g} {r.unit}, regenerated {r.regenerated:g} "
+                     f"(tolerance {r.tolerance}; {r.source})" for r in failed.itertuples())
