@@ -1,4 +1,4 @@
-"""The peak FP32 FLOP/s of one device label: measured by a square matmul, or taken from config
+"""The peak FLOP/s of one device label: the fastest of its dense-product kernels, or taken from config
 (rule: devices_peak)."""
 import json
 
@@ -19,8 +19,8 @@ with script_logging(snakemake.log[0]):
         kernels = peak_kernels(device, n=n, repeats=p.repeats)
         best = max(kernels, key=kernels.get)
         peak = kernels[best]
-        source = (f"measured: median of {p.repeats} fp32 {n}x{n} matrix products (2n^3 FLOPs each), "
-                  f"the fastest kernel ({best}) of {', '.join(kernels)}")
+        source = (f"measured: median of {p.repeats} {n}x{n} matrix products (2n^3 FLOPs each), the fastest "
+                  f"kernel ({best}) of {', '.join(kernels)}")
     record = {"device_label": label, "device": str(device), "device_name": device_name(device),
               "threads": snakemake.threads, "peak_flops": peak, "peak_tflops": peak / 1e12, "source": source}
     if not override:

@@ -137,3 +137,21 @@ def test_layer_timing_synchronises_so_cuda_work_is_charged_to_its_layer():
 def test_cuda_peak_is_at_least_a_teraflop_and_the_gpu_has_a_name():
     assert measure_peak_flops("cuda") > 1e12
     assert device_name("cuda")
+
+
+@pytest.mark.gpu
+@needs_cuda
+def test_cuda_peak_is_above_what_tf32_convolutions_and_bf16_training_reach():
+    """The peak covers the kernels models run on: a VGG-16 forward pass in FP32 (its convolutions on TF32 tensor
+    cores) and in bf16 autocast stays below it."""
+    from dlperf.flops.flops import summarize, torchvision_model
+
+    kernels = peak_kernels("cuda")
+    assert {"torch.mm", "torch.mm bf16"} < set(kernels) and any(k.startswith("cudnn conv") for k in kernels)
+    model = torchvision_model("vgg16").cuda().eval()
+    x = torch.randn(64, 3, 224, 224, device="cuda")
+    flops = summarize(count_layers(model, tuple(x.shape)))["flops"]
+    fp32 = flops / time_forward(model, x, warmup=3, repeats=10).median_s
+    with torch.autocast("cuda", torch.bfloat16):
+        bf16 = flops / time_forward(model, x, warmup=3, repeats=10).median_s
+    assert max(fp32, bf16) < max(kernels.values())
