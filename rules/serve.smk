@@ -8,6 +8,11 @@ SERVE_REPOSITORY = "results/serve/model_repository"
 SERVE_OPENIMAGES = rules.ssd_openimages_data.output.data
 # The fine-tuned SSD's architecture, from the SSD study's config.
 SERVE_SSD_MODEL = {k: config["ssd"]["model"][k] for k in ("width_mult", "image_size")}
+# The published MobileNetV1-SSD's architecture (pytorch-ssd's mb1-ssd, 3000 priors): the benchmark times it too, with
+# random weights, unless the served SSD already is full size (config/full.yaml).
+SERVE_FULL_SIZE = {"name": "ssd_full", "model": {"width_mult": 1.0, "image_size": 300}}
+SERVE_FULL_SIZE_REPOSITORY = "results/serve/full_size/model_repository"
+SERVE_BENCH_FULL_SIZE = SERVE_SSD_MODEL != SERVE_FULL_SIZE["model"]
 
 
 SERVE_DEMO_IMAGES = [f"results/serve/annotated_{name}.png" for name in SERVE["demo"]["classes"]]
@@ -108,6 +113,7 @@ rule serve_demo:
     resources:
         gpu=0,
     params:
+        scale=config["scale"],  # the figures' fidelity
         name=SERVE_MODEL,
         image_size=SERVE_SSD_MODEL["image_size"],
         demo=SERVE["demo"],
@@ -115,9 +121,40 @@ rule serve_demo:
         "../scripts/serve_demo.py"
 
 
+rule serve_full_size_model:
+    input:
+        labels=rules.ssd_finetune.output.labels,
+    output:
+        model=f"{SERVE_FULL_SIZE_REPOSITORY}/{SERVE_FULL_SIZE['name']}/1/model.onnx",
+        config=f"{SERVE_FULL_SIZE_REPOSITORY}/{SERVE_FULL_SIZE['name']}/config.pbtxt",
+        provenance="results/serve/full_size/provenance.json",
+    log:
+        "logs/serve/full_size_model.log",
+    benchmark:
+        "benchmarks/serve/full_size_model.tsv"
+    conda:
+        CONDA_ENV
+    threads: config["threads"]
+    resources:
+        gpu=0,
+    params:
+        name=SERVE_FULL_SIZE["name"],
+        model=SERVE_FULL_SIZE["model"],
+        seed=config["ssd"]["seed"],
+        opset=SERVE["opset"],
+        batching=SERVE["batching"],
+    script:
+        "../scripts/serve_full_size_model.py"
+
+
 rule serve_bench:
     input:
         model_files=[rules.serve_model_repository.output.model, rules.serve_model_repository.output.config],
+        full_size=(
+            [rules.serve_full_size_model.output.model, rules.serve_full_size_model.output.config]
+            if SERVE_BENCH_FULL_SIZE
+            else []
+        ),
         checkpoint=rules.ssd_finetune.output.checkpoint,
         labels=rules.ssd_finetune.output.labels,
     output:
@@ -131,12 +168,15 @@ rule serve_bench:
         "benchmarks/serve/bench.tsv"
     conda:
         CONDA_ENV
-    threads: config["threads"]
+    # every core: the load test runs alone, so no other job takes cores from one server and not the other
+    threads: workflow.cores
     resources:
         gpu=0,
     params:
         name=SERVE_MODEL,
         model=SERVE_SSD_MODEL,
+        full_size=SERVE_FULL_SIZE,
+        direct_threads=config["threads"],  # ORT against eager in process, at a training job's threads
         bench=SERVE["bench"],
     script:
         "../scripts/serve_bench.py"

@@ -7,6 +7,7 @@ from dlperf.atomic import atomic_dir, atomic_write, write_json
 from dlperf.data.openimages import OpenImagesDataset
 from dlperf.data.voc import read_label_file
 from dlperf.provenance import Provenance
+from dlperf.report.fidelity import of_job
 from dlperf.serve import OrtServerClient
 from dlperf.serve.demo import detections_record, draw_detections, first_image_of_each_class, request_detections
 from dlperf.serve.process import server_process
@@ -26,10 +27,10 @@ with script_logging(snakemake.log[0]), open(snakemake.log[0], "a", buffering=1) 
     labels = [dataset.get_annotation(i)[1][1] for i in range(len(dataset))]  # reads image headers only
     chosen = first_image_of_each_class(labels, class_names, demo["classes"])
     fmt, extension = demo["format"], {"protobuf": "pb", "json": "json"}[demo["format"]]
-    records = {}
-    with server_process(repository, "--intra-op-threads", str(snakemake.threads), log=server_log) as url, \
+    records, fidelity = {}, of_job(snakemake, provenance.record)
+    with server_process(repository, "--intra-op-threads", str(snakemake.threads), log=server_log) as server, \
             atomic_dir(out.responses) as responses:
-        client = OrtServerClient(url)
+        client = OrtServerClient(server.url)
         for name, image_path in zip(demo["classes"], out.images):
             image, boxes, _ = dataset[chosen[name]]
             prediction, raw = request_detections(client, p.name, image, p.image_size,
@@ -37,8 +38,9 @@ with script_logging(snakemake.log[0]), open(snakemake.log[0], "a", buffering=1) 
                                                  top_k=demo["top_k"], fmt=fmt)
             (responses / f"response_{name}.{extension}").write_bytes(raw)
             with atomic_write(image_path, "wb") as handle:
-                draw_detections(image, prediction, class_names, ground_truth=boxes).save(handle, format="png")
-            records[name] = {"image_id": dataset.ids[chosen[name]], "url": f"{url}/v1/models/{p.name}:predict",
+                draw_detections(image, prediction, class_names, ground_truth=boxes).save(
+                    handle, format="png", pnginfo=fidelity.png_info(Path(image_path).stem))
+            records[name] = {"image_id": dataset.ids[chosen[name]], "url": f"{server.url}/v1/models/{p.name}:predict",
                              "format": fmt, "response": f"responses/response_{name}.{extension}",
                              "response_bytes": len(raw), "ground_truth": len(boxes),
                              "detections": detections_record(prediction, class_names)}

@@ -22,9 +22,9 @@ from serve_fixtures import write_ssd_inputs
 
 pytestmark = pytest.mark.slow  # every test reads the serving rules' real run (the `workflow` fixture)
 
-RULES = ["serve_export", "serve_graph", "serve_model_repository", "serve_demo", "serve_bench"]
-BENCH_COLUMNS = ["benchmark", "runtime", "batching", "clients", "batch_size", "requests", "throughput_rps", "p50_ms",
-                 "p99_ms", "mean_batch", "speedup"]
+RULES = ["serve_export", "serve_graph", "serve_model_repository", "serve_demo", "serve_full_size_model", "serve_bench"]
+BENCH_COLUMNS = ["benchmark", "model", "runtime", "batching", "clients", "batch_size", "requests", "throughput_rps",
+                 "p50_ms", "p99_ms", "mean_batch", "cpu_cores", "speedup"]
 STAND_IN_MODEL = {"width_mult": 0.25, "image_size": 160}  # used only where the config has no ssd.model yet
 
 
@@ -109,18 +109,34 @@ def test_the_demo_drew_one_image_per_class_from_the_servers_responses(workflow):
     assert "Listening at: http://127.0.0.1:" in (repo / "logs/serve/demo.log").read_text()
 
 
-def test_the_benchmark_has_every_client_count_with_and_without_batching_and_both_runtimes(workflow):
+def test_the_benchmark_has_every_client_count_with_and_without_batching_for_both_models_and_both_runtimes(workflow):
     repo, cfg, _ = workflow
     bench = pd.read_csv(repo / "results/serve/bench.csv")
     assert list(bench.columns) == BENCH_COLUMNS
     server = bench[bench.benchmark == "server"]
-    clients = cfg["serve"]["bench"]["clients"]
-    assert sorted(zip(server.batching, server.clients)) == sorted((b, c) for b in ("dynamic", "off") for c in clients)
-    assert (server.requests == server.clients * cfg["serve"]["bench"]["requests_per_client"]).all()
+    clients, rounds = cfg["serve"]["bench"]["clients"], cfg["serve"]["bench"]["rounds"]
+    requests = cfg["serve"]["bench"]["requests_per_client"]
+    assert sorted(zip(server.model, server.batching, server.clients)) == sorted(
+        (m, b, c) for m in ("ssd", "ssd_full") for b in ("dynamic", "off") for c in clients)
+    full_size_requests = cfg["serve"]["bench"]["full_size"]["requests_per_client"]
+    per_client = server.model.map({"ssd": requests, "ssd_full": full_size_requests})
+    assert (server.requests == server.clients * per_client * rounds).all()
     assert (server.loc[server.batching == "off", "mean_batch"] == 1).all()
     assert (bench.p50_ms > 0).all() and (bench.p99_ms >= bench.p50_ms).all() and (bench.throughput_rps > 0).all()
-    assert set(bench.loc[bench.benchmark == "direct", "runtime"]) == {"pytorch_eager", "onnxruntime"}
+    assert (bench.cpu_cores > 0).all()
+    direct = bench[bench.benchmark == "direct"]
+    assert set(direct.runtime) == {"pytorch_eager", "onnxruntime"} and set(direct.model) == {"ssd"}
     assert (repo / "results/serve/tables/bench.md").exists()
+
+
+def test_the_full_size_ssd_is_the_published_architecture_with_random_weights_said_so(workflow):
+    repo, _, _ = workflow
+    provenance = json.loads((repo / "results/serve/full_size/provenance.json").read_text())
+    assert {k: provenance["model"][k] for k in ("width_mult", "image_size", "priors")} == {
+        "width_mult": 1.0, "image_size": 300, "priors": 3000}
+    assert provenance["model"]["weights"].startswith("random")
+    config = parse_model_config((repo / "results/serve/full_size/model_repository/ssd_full/config.pbtxt").read_text())
+    assert config.name == "ssd_full" and list(config.input[0].dims) == [3, 300, 300]
 
 
 def test_a_second_run_has_nothing_to_do(workflow):
@@ -142,4 +158,10 @@ def test_the_report_quotes_the_results_the_rules_wrote(workflow):
     assert values["ServeOrtSpeedup"] == f"{eager / ort:.1f}"
     assert values["ServeClientsMax"] == max(cfg["serve"]["bench"]["clients"])
     assert values["ServeOrtGoalMet"] == ("yes" if eager / ort >= 2 else "no")
+    most = bench[(bench.benchmark == "server") & (bench.clients == bench.clients.max()) & (bench.batching == "dynamic")]
+    speedups = most.set_index("model").speedup
+    assert values["ServeFullSizeBenched"] == "yes"
+    assert values["ServeBatchingSpeedup"] == f"{speedups['ssd']:.2f}"
+    assert values["ServeFullSizeBatchingSpeedup"] == f"{speedups['ssd_full']:.2f}"
+    assert values["ServeFullSizeBatchingGoalMet"] == ("yes" if float(f"{speedups['ssd_full']:.2f}") >= 1 else "no")
     assert all(name.startswith("Serve") and name.isalpha() for name in values)

@@ -21,9 +21,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--port", type=int, default=8001, help="0 picks a free port (default: 8001)")
     parser.add_argument("--max-batch-size", type=int, default=8,
                         help="rows per merged batch, unless a model's config.pbtxt sets max_batch_size")
-    parser.add_argument("--max-delay-ms", type=float, default=5.0,
-                        help="longest a request waits for others to batch with, unless a model's config.pbtxt "
-                             "sets max_queue_delay_microseconds")
+    parser.add_argument("--max-delay-ms", type=float, default=0.0,
+                        help="how long a batch of requests that queued while the model was busy may wait, from its "
+                             "oldest request's arrival, for more to fill it, unless a model's config.pbtxt has a "
+                             "dynamic_batching block (default 0; a request that finds the model idle never waits)")
     parser.add_argument("--no-batching", action="store_true", help="run every request on its own")
     parser.add_argument("--max-body-bytes", type=int, default=MAX_BODY_BYTES,
                         help="larger request bodies are answered 413 (default: 25 MiB, as ORT server)")
@@ -31,6 +32,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                                                 "(default: the only model, if there is one)")
     parser.add_argument("--intra-op-threads", type=int, default=0,
                         help="onnxruntime threads per run (default 0: all cores)")
+    parser.add_argument("--instances", type=int, default=1,
+                        help="runs of one batching model version in flight at once (Triton's instance_group count)")
     parser.add_argument("--providers", default="CPUExecutionProvider",
                         help="comma-separated onnxruntime execution providers, in order of preference")
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
@@ -45,6 +48,7 @@ def main(argv: list[str] | None = None) -> None:
         max_delay_ms=args.max_delay_ms,
         batching=not args.no_batching,
         intra_op_threads=args.intra_op_threads,
+        instances=args.instances,
         providers=tuple(p.strip() for p in args.providers.split(",") if p.strip()),
     )
     repository = ModelRepository(args.model_repository, options, args.default_model)

@@ -4,30 +4,46 @@ A load test runs ``clients`` threads against a live server, each sending ``reque
 of one image, one after the other (a closed loop: a client sends its next request when the previous one is
 answered). All clients start together after one untimed warm-up request each; throughput is requests over
 the wall time of the timed part, latency the per-request round trip seen by the client. The server's
-Triton-style statistics give the mean batch that its dynamic batcher actually merged.
+Triton-style statistics give the mean batch that its dynamic batcher actually merged, and the server
+process's CPU time over the same wall time gives the cores it kept busy (``cpu_cores``): a comparison of two
+servers is fair only if both could use the same cores. Two servers are compared by load tests taken in turn,
+several rounds (:func:`interleaved_load_tests`), so that other work on the machine cannot favour the one that
+happened to run while it paused.
 
 The in-process comparison times one forward pass of a ``[1, 3, S, S]`` input in PyTorch eager mode and in an
-onnxruntime session on the exported file, with the same thread count, after warm-up runs.
+onnxruntime session on the exported file, with the same thread count, after warm-up runs; its ``cpu_cores``
+is this process's CPU time over the timed calls' wall time.
 
 :func:`bench_table` turns the measured rows into the benchmark's table (with each row's speedup) and
-:func:`serving_goals` reads the two goals off it: ORT at least :data:`GOAL` times faster than PyTorch eager at
-batch 1, and dynamic batching at least :data:`GOAL` times the throughput without it at the most clients.
+:func:`serving_goals` reads the goals off it: ORT at least :data:`ORT_GOAL` times faster than PyTorch eager at
+batch 1, and, for each model, dynamic batching at least :data:`BATCHING_GOAL` times the throughput without it
+at the most clients: batching must never lose.
 """
 from __future__ import annotations
 
 import math
+import os
 import threading
 import time
-from typing import Callable, Iterable
+from dataclasses import dataclass
+from typing import Callable, Iterable, Mapping
 
 import numpy as np
 import pandas as pd
 
 from .client import KServeClient, OrtServerClient
+from .process import RunningServer
 
-COLUMNS = ["benchmark", "runtime", "batching", "clients", "batch_size", "requests", "throughput_rps", "p50_ms",
-           "p99_ms", "mean_batch", "speedup"]
-GOAL = 2.0
+COLUMNS = ["benchmark", "model", "runtime", "batching", "clients", "batch_size", "requests", "throughput_rps",
+           "p50_ms", "p99_ms", "mean_batch", "cpu_cores", "speedup"]
+ORT_GOAL = 2.0  # ONNX Runtime over PyTorch eager, one image in process
+BATCHING_GOAL = 1.0  # dynamic batching over none at the most clients: it must never lose
+
+
+def available_cores() -> int:
+    """The cores this process may run on (its CPU affinity, where the OS has one): what a server without
+    batching, running each request in its own thread, can spread over."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
 
 
 def _percentiles(latencies_s: list[float]) -> dict[str, float]:
@@ -36,9 +52,23 @@ def _percentiles(latencies_s: list[float]) -> dict[str, float]:
             "mean_ms": float(ms.mean())}
 
 
-def load_test(url: str, model: str, batch: np.ndarray, clients: int, requests: int,
-              fmt: str = "protobuf") -> dict[str, float]:
-    """Run the closed-loop load test; every answer is checked to have the model's batch of 1."""
+@dataclass
+class LoadSample:
+    """What one closed-loop load test recorded: each request's round trip, the timed wall time, and the server's
+    rows inferred, onnxruntime runs and CPU seconds over it."""
+
+    latencies_s: list[float]
+    wall_s: float
+    rows: int
+    executions: int
+    cpu_s: float
+
+
+def load_sample(url: str, model: str, batch: np.ndarray, clients: int, requests: int, fmt: str = "protobuf",
+                cpu_seconds: Callable[[], float] | None = None) -> LoadSample:
+    """Run the closed-loop load test; every answer is checked to have the model's batch of 1. ``cpu_seconds``
+    reads the server's CPU time (:meth:`dlperf.serve.process.RunningServer.cpu_seconds`); without it the
+    sample's ``cpu_s`` is NaN."""
     client, stats = OrtServerClient(url), KServeClient(url)
     start_barrier = threading.Barrier(clients + 1)
     latencies: list[list[float]] = [[] for _ in range(clients)]
@@ -66,22 +96,50 @@ def load_test(url: str, model: str, batch: np.ndarray, clients: int, requests: i
     for thread in threads:
         thread.start()
     start_barrier.wait()
-    before = _model_counts(stats, model)
+    before, cpu_before = _model_counts(stats, model), cpu_seconds() if cpu_seconds else math.nan
     started = time.perf_counter()
     for thread in threads:
         thread.join()
     wall = time.perf_counter() - started
-    after = _model_counts(stats, model)
+    after, cpu_after = _model_counts(stats, model), cpu_seconds() if cpu_seconds else math.nan
     if errors:
         raise RuntimeError(f"{len(errors)} client(s) failed; first: {errors[0]!r}") from errors[0]
-    executions = after[1] - before[1]
+    return LoadSample([t for per_client in latencies for t in per_client], wall, after[0] - before[0],
+                      after[1] - before[1], cpu_after - cpu_before)
+
+
+def summary(samples: list[LoadSample]) -> dict[str, float]:
+    """Requests, throughput, latency percentiles, mean merged batch and busy cores of load tests taken together:
+    every total over every total, as if they were one test."""
+    latencies = [t for sample in samples for t in sample.latencies_s]
+    wall, executions = sum(s.wall_s for s in samples), sum(s.executions for s in samples)
     return {
-        "requests": clients * requests,
+        "requests": len(latencies),
         "wall_s": wall,
-        "throughput_rps": clients * requests / wall,
-        **_percentiles([t for per_client in latencies for t in per_client]),
-        "mean_batch": (after[0] - before[0]) / executions if executions else float("nan"),
+        "throughput_rps": len(latencies) / wall,
+        **_percentiles(latencies),
+        "mean_batch": sum(s.rows for s in samples) / executions if executions else math.nan,
+        "cpu_cores": sum(s.cpu_s for s in samples) / wall,
     }
+
+
+def load_test(url: str, model: str, batch: np.ndarray, clients: int, requests: int,
+              fmt: str = "protobuf") -> dict[str, float]:
+    """One closed-loop load test (:func:`load_sample`), summarised."""
+    return summary([load_sample(url, model, batch, clients, requests, fmt)])
+
+
+def interleaved_load_tests(servers: Mapping[str, RunningServer], model: str, batch: np.ndarray, clients: int,
+                           requests: int, rounds: int, fmt: str = "protobuf") -> dict[str, dict[str, float]]:
+    """Each server's :func:`summary` of ``rounds`` load tests, taken in turn and in alternating order (A B, B A,
+    A B, …), so that whatever else loads the machine meanwhile, and whatever going first or second does, weighs
+    on every server alike."""
+    samples: dict[str, list[LoadSample]] = {name: [] for name in servers}
+    order = list(servers.items())
+    for round_ in range(rounds):
+        for name, server in order if round_ % 2 == 0 else order[::-1]:
+            samples[name].append(load_sample(server.url, model, batch, clients, requests, fmt, server.cpu_seconds))
+    return {name: summary(taken) for name, taken in samples.items()}
 
 
 def _model_counts(stats: KServeClient, model: str) -> tuple[int, int]:
@@ -91,16 +149,19 @@ def _model_counts(stats: KServeClient, model: str) -> tuple[int, int]:
 
 
 def time_calls(call: Callable[[], object], warmup: int, repeats: int) -> dict[str, float]:
-    """Latency percentiles of ``repeats`` calls after ``warmup`` untimed ones."""
+    """Latency percentiles of ``repeats`` calls after ``warmup`` untimed ones, and the cores this process kept busy
+    meanwhile."""
     for _ in range(warmup):
         call()
     latencies = []
+    cpu_before = time.process_time()
     for _ in range(repeats):
         start = time.perf_counter()
         call()
         latencies.append(time.perf_counter() - start)
+    cpu = time.process_time() - cpu_before
     return {"requests": repeats, "wall_s": sum(latencies), "throughput_rps": repeats / sum(latencies),
-            **_percentiles(latencies)}
+            **_percentiles(latencies), "cpu_cores": cpu / sum(latencies)}
 
 
 def direct_latency(torch_model, onnx_path: str, batch: np.ndarray, threads: int, warmup: int,
@@ -129,23 +190,26 @@ def direct_latency(torch_model, onnx_path: str, batch: np.ndarray, threads: int,
 
 def bench_table(rows: Iterable[dict]) -> pd.DataFrame:
     """The benchmark's table (:data:`COLUMNS`) of the measured rows, with each row's ``speedup``: a server row's
-    throughput over that without batching at the same number of clients, a direct row's p50 latency speedup
-    over PyTorch eager."""
+    throughput over that of the same model without batching at the same number of clients, a direct row's p50
+    latency speedup over PyTorch eager."""
     table = pd.DataFrame(rows)
-    off = table[(table.benchmark == "server") & (table.batching == "off")].set_index("clients").throughput_rps
+    server = table[table.benchmark == "server"]
+    off = server[server.batching == "off"].set_index(["model", "clients"]).throughput_rps
     eager_p50 = table.loc[table.runtime == "pytorch_eager", "p50_ms"].iloc[0]
-    table["speedup"] = [row.throughput_rps / off[row.clients] if row.benchmark == "server" else eager_p50 / row.p50_ms
-                        for row in table.itertuples()]
+    table["speedup"] = [row.throughput_rps / off[row.model, row.clients] if row.benchmark == "server"
+                        else eager_p50 / row.p50_ms for row in table.itertuples()]
     return table[COLUMNS]
 
 
 def serving_goals(table: pd.DataFrame) -> tuple[dict[str, float], dict[str, bool]]:
-    """``(speedups, goals_met)`` of a :func:`bench_table`: ORT over eager at batch 1, and dynamic batching over
-    none at the most clients; a goal is met at a speedup of :data:`GOAL` or more (an undefined one is left out
-    of ``goals_met``)."""
+    """``(speedups, goals_met)`` of a :func:`bench_table`: ORT over eager at batch 1 (goal :data:`ORT_GOAL`), and
+    for each served model dynamic batching over none at the most clients (goal :data:`BATCHING_GOAL`); an
+    undefined speedup is left out of ``goals_met``."""
     server, direct = table[table.benchmark == "server"], table[table.benchmark == "direct"]
     most = int(server.clients.max())
     batched = server[(server.batching == "dynamic") & (server.clients == most)]
-    speedups = {"ort_vs_eager_batch1": float(direct.loc[direct.runtime == "onnxruntime", "speedup"].iloc[0]),
-                f"batched_vs_unbatched_{most}_clients": float(batched.speedup.iloc[0])}
-    return speedups, {k: bool(v >= GOAL) for k, v in speedups.items() if not math.isnan(v)}
+    goals = {"ort_vs_eager_batch1": (float(direct.loc[direct.runtime == "onnxruntime", "speedup"].iloc[0]), ORT_GOAL),
+             **{f"batched_vs_unbatched_{most}_clients_{row.model}": (float(row.speedup), BATCHING_GOAL)
+                for row in batched.itertuples()}}
+    return ({name: speedup for name, (speedup, _) in goals.items()},
+            {name: bool(speedup >= goal) for name, (speedup, goal) in goals.items() if not math.isnan(speedup)})

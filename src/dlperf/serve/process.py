@@ -8,20 +8,37 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Iterator
+
+import psutil
 
 from .client import OrtServerClient
 
 SRC = Path(__file__).resolve().parents[2]  # the directory holding the dlperf package
 
 
+@dataclass(frozen=True)
+class RunningServer:
+    """A started server: its base URL and its process id."""
+
+    url: str
+    pid: int
+
+    def cpu_seconds(self) -> float:
+        """CPU time the server process has used so far, all its threads, user and system: a benchmark's
+        difference of two readings over the wall time between them is the cores the server kept busy."""
+        times = psutil.Process(self.pid).cpu_times()
+        return times.user + times.system
+
+
 @contextlib.contextmanager
 def server_process(repository: str | os.PathLike, *args: str, host: str = "127.0.0.1",
-                   log: IO[str] | None = None, start_timeout: float = 120) -> Iterator[str]:
-    """Serve ``repository`` with ``python -m dlperf.serve --port 0 *args``; yield its base URL once ``GET /``
-    answers ``Healthy``. The server's output goes to ``log`` (discarded if None); it is terminated on exit
-    (killed if it does not stop within 10 s), whatever happened inside the block."""
+                   log: IO[str] | None = None, start_timeout: float = 120) -> Iterator[RunningServer]:
+    """Serve ``repository`` with ``python -m dlperf.serve --port 0 *args``; yield it once ``GET /`` answers
+    ``Healthy``. The server's output goes to ``log`` (discarded if None); it is terminated on exit (killed if
+    it does not stop within 10 s), whatever happened inside the block."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(SRC), os.environ.get("PYTHONPATH")]))}
     process = subprocess.Popen(
         [sys.executable, "-m", "dlperf.serve", "--model-repository", str(repository), "--host", host, "--port", "0",
@@ -36,7 +53,7 @@ def server_process(repository: str | os.PathLike, *args: str, host: str = "127.0
             if time.monotonic() > deadline or process.poll() is not None:
                 raise RuntimeError(f"the server at {url} never answered GET / with Healthy")
             time.sleep(0.05)
-        yield url
+        yield RunningServer(url, process.pid)
     finally:
         process.terminate()
         try:

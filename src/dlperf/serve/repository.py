@@ -38,13 +38,14 @@ _ORT_FAILURES = {
 
 @dataclass(frozen=True)
 class ServingOptions:
-    """How models are run; a model's config.pbtxt ``max_batch_size`` and ``max_queue_delay_microseconds``
-    override ``max_batch_size`` and ``max_delay_ms``."""
+    """How models are run; a model's config.pbtxt ``max_batch_size`` and ``dynamic_batching`` block override
+    ``max_batch_size`` and ``max_delay_ms``."""
 
     max_batch_size: int = 8
-    max_delay_ms: float = 5.0
+    max_delay_ms: float = 0.0  # 0: a batch of queued requests runs as soon as a run is free (Triton's default)
     batching: bool = True
     intra_op_threads: int = 0  # 0: onnxruntime's default (all cores)
+    instances: int = 1  # runs of a batching model version in flight at once (Triton's instance_group count)
     providers: tuple[str, ...] = ("CPUExecutionProvider",)
 
 
@@ -137,7 +138,8 @@ class ModelVersion:
         self.stats = Stats()
         batchable = max_batch_size > 1 and all(s.shape[:1] == (None,) for s in self.inputs + self.outputs)
         self._batcher = (
-            DynamicBatcher(self._run, max_batch_size, options.max_delay_ms / 1000, f"{name}-{version}")
+            DynamicBatcher(self._run, max_batch_size, options.max_delay_ms / 1000, f"{name}-{version}",
+                           options.instances)
             if batchable
             else None
         )
@@ -222,9 +224,13 @@ def _config_max_batch_size(model_dir: Path) -> int | None:
 
 
 def _config_max_delay_ms(model_dir: Path) -> float | None:
-    """``dynamic_batching { max_queue_delay_microseconds }`` of a Triton config.pbtxt in ms, if the file sets it."""
-    found = _config_integer(model_dir, "max_queue_delay_microseconds")
-    return None if found is None else found / 1000
+    """``dynamic_batching { max_queue_delay_microseconds }`` of a Triton config.pbtxt in ms, if the file has a
+    ``dynamic_batching`` block; a block without the field means 0, as in Triton (and protobuf's text format
+    leaves a zero out)."""
+    config = model_dir / "config.pbtxt"
+    if not config.is_file() or re.search(r"^\s*dynamic_batching\b", config.read_text(), re.MULTILINE) is None:
+        return None
+    return (_config_integer(model_dir, "max_queue_delay_microseconds") or 0) / 1000
 
 
 def _config_integer(model_dir: Path, field: str) -> int | None:
