@@ -26,7 +26,7 @@ rule report_claims:
         claims=CLAIMS,
         settings=CLAIM_SETTINGS,
         studies=enabled_studies(),
-        strict=config["claims_strict"],
+        strict=config["claims_strict"] in (True, "true"),
     script:
         "../scripts/report_claims.py"
 

@@ -168,8 +168,9 @@ rule serve_bench:
         "benchmarks/serve/bench.tsv"
     conda:
         CONDA_ENV
-    # every core: the load test runs alone, so no other job takes cores from one server and not the other
-    threads: workflow.cores
+    # every core (Snakemake caps it at --cores): the load test runs alone, so no other job takes cores from one server
+    # and not the other
+    threads: MACHINE_CORES
     resources:
         gpu=0,
     params:
