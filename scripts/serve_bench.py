@@ -8,7 +8,6 @@ each request runs in its own HTTP thread, so concurrent requests spread over eve
 than cores is in flight at once (model instances), so that a core stays busy while a worker waits for Python's GIL to
 hand out a batch's results and gather the next batch (measured on 2 cores: with only as many runs as cores, 1-11 %
 less throughput at 4 and 16 clients in 8 paired runs)."""
-import contextlib
 from pathlib import Path
 
 import numpy as np
@@ -17,9 +16,8 @@ from dlperf.atomic import write_csv
 from dlperf.export.detector import load_detector
 from dlperf.provenance import Provenance
 from dlperf.report.tables import write_table
-from dlperf.serve.bench import (BATCHING_GOAL, ORT_GOAL, available_cores, bench_table, direct_latency,
-                                interleaved_load_tests, serving_goals)
-from dlperf.serve.process import server_process
+from dlperf.serve.bench import (BATCHING_GOAL, ORT_GOAL, available_cores, batching_modes, bench_table,
+                                compare_batching, direct_latency, serving_goals)
 from dlperf.workflow import limit_threads, script_logging
 
 with script_logging(snakemake.log[0]), open(snakemake.log[0], "a", buffering=1) as server_log:
@@ -34,28 +32,13 @@ with script_logging(snakemake.log[0]), open(snakemake.log[0], "a", buffering=1) 
                        "repository": Path(snakemake.input.full_size[0]).parents[2],
                        "requests_per_client": bench["full_size"]["requests_per_client"],
                        "weights": "random, for timing only (results/serve/full_size/provenance.json)"})
-    modes = {"off": ["--no-batching"], "dynamic": ["--instances", str(cores + 1)]}
+    modes = batching_modes(cores)
     provenance = Provenance({"serve": {"bench": bench}, "ssd": {"model": p.model}}, device="cpu", threads=threads,
                             servers={"cores": cores, "intra_op_threads": 1, "modes": modes},
                             models={m["name"]: {k: v for k, v in m.items() if k != "repository"} for m in models})
-    rows = []
-    for model in models:
-        size = model["image_size"]
-        image = np.random.default_rng(0).standard_normal((1, 3, size, size)).astype(np.float32)
-        with contextlib.ExitStack() as stack:
-            servers = {batching: stack.enter_context(server_process(model["repository"], "--intra-op-threads", "1",
-                                                                    *flags, log=server_log))
-                       for batching, flags in modes.items()}
-            for clients in bench["clients"]:
-                results = interleaved_load_tests(servers, model["name"], image, clients,
-                                                 model["requests_per_client"], bench["rounds"])
-                for batching, result in results.items():
-                    rows.append({"benchmark": "server", "model": model["name"], "runtime": "onnxruntime",
-                                 "batching": batching, "clients": clients, "batch_size": 1, **result})
-                    print(f"{model['name']}, batching {batching}, {clients} clients: "
-                          f"{result['throughput_rps']:.1f} req/s, p50 {result['p50_ms']:.1f} ms, "
-                          f"p99 {result['p99_ms']:.1f} ms, mean batch {result['mean_batch']:.2f}, "
-                          f"server busy {result['cpu_cores']:.2f} cores")
+    rows = [row for model in models
+            for row in compare_batching(model["repository"], model["name"], model["image_size"], bench["clients"],
+                                        model["requests_per_client"], bench["rounds"], modes, log=server_log)]
     detector, _ = load_detector(snakemake.input.checkpoint, snakemake.input.labels, p.model["width_mult"],
                                 p.model["image_size"])
     image = np.random.default_rng(0).standard_normal((1, 3, p.model["image_size"], p.model["image_size"]))

@@ -21,6 +21,7 @@ at the most clients: batching must never lose.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import threading
@@ -32,7 +33,7 @@ import numpy as np
 import pandas as pd
 
 from .client import KServeClient, OrtServerClient
-from .process import RunningServer
+from .process import RunningServer, server_process
 
 COLUMNS = ["benchmark", "model", "runtime", "batching", "clients", "batch_size", "requests", "throughput_rps",
            "p50_ms", "p99_ms", "mean_batch", "cpu_cores", "speedup"]
@@ -140,6 +141,34 @@ def interleaved_load_tests(servers: Mapping[str, RunningServer], model: str, bat
         for name, server in order if round_ % 2 == 0 else order[::-1]:
             samples[name].append(load_sample(server.url, model, batch, clients, requests, fmt, server.cpu_seconds))
     return {name: summary(taken) for name, taken in samples.items()}
+
+
+def batching_modes(cores: int) -> dict[str, list[str]]:
+    """The two servers compared, as ``python -m dlperf.serve`` flags: without batching (a request runs in its own
+    HTTP thread, so concurrent ones spread over every core) and with it, one more run than ``cores`` in flight."""
+    return {"off": ["--no-batching"], "dynamic": ["--instances", str(cores + 1)]}
+
+
+def compare_batching(repository, model: str, image_size: int, clients: Iterable[int], requests: int, rounds: int,
+                     modes: Mapping[str, list[str]], log=None) -> list[dict]:
+    """bench.csv's server rows of ``model``: a server of each of ``modes`` started on ``repository`` side by side
+    (one onnxruntime thread a run), load-tested in turn (:func:`interleaved_load_tests`) at each number of
+    ``clients`` with one random ``image_size`` image a request; each row printed as it is measured."""
+    image = np.random.default_rng(0).standard_normal((1, 3, image_size, image_size)).astype(np.float32)
+    rows = []
+    with contextlib.ExitStack() as stack:
+        servers = {batching: stack.enter_context(server_process(repository, "--intra-op-threads", "1", *flags,
+                                                                log=log))
+                   for batching, flags in modes.items()}
+        for n in clients:
+            for batching, result in interleaved_load_tests(servers, model, image, n, requests, rounds).items():
+                rows.append({"benchmark": "server", "model": model, "runtime": "onnxruntime", "batching": batching,
+                             "clients": n, "batch_size": 1, **result})
+                print(f"{model}, batching {batching}, {n} clients: {result['throughput_rps']:.1f} req/s, "
+                      f"p50 {result['p50_ms']:.1f} ms, p99 {result['p99_ms']:.1f} ms, "
+                      f"mean batch {result['mean_batch']:.2f}, server busy {result['cpu_cores']:.2f} cores",
+                      flush=True)
+    return rows
 
 
 def _model_counts(stats: KServeClient, model: str) -> tuple[int, int]:
