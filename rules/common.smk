@@ -1,15 +1,15 @@
 # What the rules share: the studies and how they depend on each other, data, device labels, training runs, the
 # report's sources. Nothing here runs a job. A study's own logic (its runs, the settings each job reads) is a plan in
 # its package (dlperf.<study>.plan, pure functions of its config section) that its rules/<study>.smk calls.
-import os
 import re
 from pathlib import Path
 
 import dlperf.report.claims as claims_ledger
+from dlperf.workflow import available_cores
 
 CONDA_ENV = "../envs/dlperf.yaml"
 # The cores of this machine: the threads of a job that must run alone (a benchmark); a local run caps it at --cores.
-MACHINE_CORES = os.cpu_count() or 1
+MACHINE_CORES = available_cores()
 
 # Every study, in the order its rules are included (a study's rules may use an earlier study's outputs).
 STUDIES = ("flops", "optimus", "depth", "transfer", "ssd", "serve", "compress")

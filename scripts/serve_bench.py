@@ -16,9 +16,9 @@ from dlperf.atomic import write_csv
 from dlperf.export.detector import load_detector
 from dlperf.provenance import Provenance
 from dlperf.report.tables import write_table
-from dlperf.serve.bench import (BATCHING_GOAL, ORT_GOAL, available_cores, batching_modes, bench_table,
-                                compare_batching, direct_latency, serving_goals)
-from dlperf.workflow import limit_threads, script_logging
+from dlperf.serve.bench import (BATCHING_GOAL, ORT_GOAL, batching_modes, bench_table, compare_batching,
+                                direct_latency, serving_goals)
+from dlperf.workflow import available_cores, limit_threads, script_logging
 
 with script_logging(snakemake.log[0]), open(snakemake.log[0], "a", buffering=1) as server_log:
     p, out, threads = snakemake.params, snakemake.output, snakemake.threads

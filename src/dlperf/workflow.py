@@ -32,6 +32,12 @@ def script_logging(log_path: str | os.PathLike | None) -> Iterator[None]:
             logging.getLogger().removeHandler(handler)
 
 
+def available_cores() -> int:
+    """The cores this process may run on (its CPU affinity, where the OS has one, else every core): what a job that
+    must have the machine to itself (a serving benchmark) asks for, and what a server spreads over."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def limit_threads(threads: int) -> None:
     """Use the job's ``threads`` for torch's intra-op pool (Snakemake sets OMP_NUM_THREADS for shell jobs only)."""
     import torch

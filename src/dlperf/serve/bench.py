@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
 import threading
 import time
 from dataclasses import dataclass
@@ -39,12 +38,6 @@ COLUMNS = ["benchmark", "model", "runtime", "batching", "clients", "batch_size",
            "p50_ms", "p99_ms", "mean_batch", "cpu_cores", "speedup"]
 ORT_GOAL = 2.0  # ONNX Runtime over PyTorch eager, one image in process
 BATCHING_GOAL = 1.0  # dynamic batching over none at the most clients: it must never lose
-
-
-def available_cores() -> int:
-    """The cores this process may run on (its CPU affinity, where the OS has one): what a server without
-    batching, running each request in its own thread, can spread over."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
 
 
 def _percentiles(latencies_s: list[float]) -> dict[str, float]:
