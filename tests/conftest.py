@@ -1,5 +1,6 @@
 """The test harness the test files share: the repository, Snakemake as a subprocess, scratch copies of the workflow,
-config files, and one finished run of the embedded default for the tests that read a whole run.
+config files, the rehearsal mirror, and one finished run of the embedded default for the tests that read a whole
+run.
 
 Test files import the helpers by name (``from conftest import ROOT, snakemake``): pytest puts tests/ on sys.path
 and imports this file as the module ``conftest``, so the import gets the very module pytest loaded.
@@ -35,6 +36,8 @@ NO_JOB_FLAGS = {"-n", "--dry-run", "--dryrun", "--lint", "--summary", "-S", "--d
 # Every test that uses one is marked slow.
 JOB_FIXTURES = {"embedded_run": None, "built": "test_report"}
 
+# Where the shared rehearsal mirror's override points until a test serves it (nothing listens on port 9).
+MIRROR_URL = "http://127.0.0.1:9"
 # What the report fixtures' figures say they come from (the fidelity printed under a caption).
 FIXTURE_FIDELITY = Fidelity("embedded", "Fixture CPU", "0123456789ab")
 
@@ -139,6 +142,19 @@ def write_config(path: Path, cfg: dict, sort_keys: bool = True) -> Path:
     path = Path(path)
     path.write_text(yaml.safe_dump(cfg, sort_keys=sort_keys))
     return path
+
+
+# ---- the rehearsal mirror, shared ---------------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def mirror_root(tmp_path_factory) -> Path:
+    """The rehearsal mirror of config/full.yaml's downloads (``dlperf.data.mirror.build``), for 127.0.0.1:9 (no
+    server); its root. A test that serves it rewrites its override for the server's port and restores it after."""
+    from dlperf.data import mirror
+
+    root = tmp_path_factory.mktemp("mirror")
+    mirror.build(root, MIRROR_URL, full_config=ROOT / "config" / "full.yaml",
+                 counts_config=ROOT / "config" / "rehearsal.yaml")
+    return root
 
 
 # ---- one finished run, shared ---------------------------------------------------------------------------------

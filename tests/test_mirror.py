@@ -14,7 +14,7 @@ import torchvision
 import yaml
 from jsonschema import Draft202012Validator
 
-from conftest import ROOT, load_config
+from conftest import MIRROR_URL, load_config
 from dlperf.data import mirror, mirror_files
 from dlperf.data.cifar import read_cifar10, read_cifar100
 from dlperf.data.download import extract, file_checksum
@@ -26,11 +26,9 @@ FULL = load_config("full.yaml")
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory):
-    root = tmp_path_factory.mktemp("mirror")
-    manifest = mirror.build(root, "http://127.0.0.1:9", full_config=ROOT / "config" / "full.yaml",
-                            counts_config=ROOT / "config" / "rehearsal.yaml")
-    return root, manifest
+def built(mirror_root):
+    """The suite's mirror (conftest) and its manifest."""
+    return mirror_root, json.loads((mirror_root / mirror.MANIFEST).read_text())
 
 
 def mirrored(built, name):
@@ -139,8 +137,8 @@ def test_the_override_points_every_download_at_the_mirror_and_the_merged_config_
     override = yaml.safe_load((root / mirror.OVERRIDE).read_text())
     merged = _merge(FULL, override)
     for upstream in mirror.upstreams(merged):
-        assert upstream.url.startswith("http://127.0.0.1:9/"), upstream
-    assert merged["ssd"]["data"]["openimages"]["download"]["images_url"].startswith("http://127.0.0.1:9/")
+        assert upstream.url.startswith(f"{MIRROR_URL}/"), upstream
+    assert merged["ssd"]["data"]["openimages"]["download"]["images_url"].startswith(f"{MIRROR_URL}/")
     assert merged["scale"] == "rehearsal" and {d["accelerator"] for d in merged["devices"].values()} == {"cpu"}
     # real model sizes are untouched
     assert merged["optimus"]["imagenet_width"] == 64 and merged["ssd"]["model"] == {"width_mult": 1.0, "image_size": 300}

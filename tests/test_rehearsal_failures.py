@@ -3,6 +3,7 @@ archive, a wrong checksum, a mirror that answers 404 or 500, a weights file of t
 naming the file or URL (or, for Open Images images, is counted and skipped) and leaves nothing partial in resources/."""
 import hashlib
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -10,27 +11,25 @@ import torch
 import torchvision
 import yaml
 
-from conftest import ROOT, snakemake, write_config
+from conftest import MIRROR_URL, ROOT, snakemake, write_config
 from dlperf.data import mirror
 from dlperf.data.mirror_server import serving
 
 pytestmark = pytest.mark.slow  # each case runs Snakemake on the full config
 
 
-@pytest.fixture(scope="module")
-def mirror_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("mirror")
-    mirror.build(root, "http://127.0.0.1:9", full_config=ROOT / "config" / "full.yaml",
-                 counts_config=ROOT / "config" / "rehearsal.yaml")
-    return root
-
-
 @pytest.fixture
 def served(mirror_root):
-    """The mirror on a free port, its override rewritten for that port."""
-    with serving(mirror_root / mirror.FILES) as server:
-        mirror.write_override(mirror_root, server.url, counts_config=ROOT / "config" / "rehearsal.yaml")
-        yield server
+    """The suite's mirror (conftest) on a free port, its override rewritten for that port; afterwards the override
+    points where it did and the broken copies are gone, as the other tests of the mirror expect."""
+    counts = ROOT / "config" / "rehearsal.yaml"
+    try:
+        with serving(mirror_root / mirror.FILES) as server:
+            mirror.write_override(mirror_root, server.url, counts_config=counts)
+            yield server
+    finally:
+        mirror.write_override(mirror_root, MIRROR_URL, counts_config=counts)
+        shutil.rmtree(mirror_root / mirror.FILES / "broken", ignore_errors=True)
 
 
 def run(work: Path, root: Path, targets, extra: dict | None = None):
