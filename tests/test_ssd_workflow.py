@@ -1,11 +1,12 @@
-"""The SSD study's rules: dry runs of both configs, bad input, and a real small run of every SSD rule."""
+"""The SSD study's rules: dry runs of both configs, bad input, and every SSD rule's files in the embedded run."""
 import json
+import math
 
 import pandas as pd
 import pytest
 import torch
 
-from conftest import job_counts, load_config, scratch_copy, snakemake, write_config
+from conftest import copy_run, job_counts, load_config, snakemake, write_config
 from dlperf.data.openimages import OpenImagesDataset
 from dlperf.data.voc import read_label_file
 from dlperf.models.mobilenet_ssd import mobilenet_v1_ssd
@@ -65,23 +66,9 @@ def test_a_pretrained_source_of_train_needs_a_pretrain_section(tmp_path):
     assert rc != 0 and "'pretrain' is a required property" in text
 
 
-def shrink(ssd):
-    """A few seconds of every SSD rule: tiny images, few of them, few epochs."""
-    ssd["model"] = {"width_mult": 0.25, "image_size": 64}
-    ssd["data"]["voc"]["synthetic"].update(n_trainval=24, n_test=8, size=64)
-    ssd["data"]["openimages"]["synthetic"].update(n_train=20, n_validation=2, n_test=8, size=64)
-    ssd["pretrain"].update(epochs=2, scheduler={"name": "cosine", "t_max": 2})
-    ssd["finetune"].update(epochs=2, scheduler={"name": "cosine", "t_max": 2})
-
-
-@pytest.mark.slow
-def test_the_ssd_rules_run_for_real_and_write_the_contract_files(tmp_path):
-    work = scratch_copy(tmp_path / "repo")
-    path = ssd_config(tmp_path, "config.yaml", shrink)
-    rc, text = snakemake(*SSD_TARGETS, "results/ssd/tables/openimages_ap.tex", "results/ssd/figures/voc_ap.pdf",
-                         "--cores", "1", "--configfile", str(path), cwd=work)
-    assert rc == 0, text[-5000:]
-    ssd = work / "results" / "ssd"
+def test_the_ssd_rules_run_for_real_and_write_the_contract_files(embedded_run, tmp_path):
+    ssd_cfg = load_config(root=embedded_run)["ssd"]
+    ssd = embedded_run / "results" / "ssd"
 
     ap = pd.read_csv(ssd / "voc" / "ap.csv")
     assert list(ap.columns[:2]) == ["class", "ap"] and len(ap) == 21 and ap["class"].iloc[-1] == "mAP"
@@ -98,23 +85,29 @@ def test_the_ssd_rules_run_for_real_and_write_the_contract_files(tmp_path):
     finetune = ssd / "finetune"
     labels = read_label_file(finetune / "labels.txt")
     assert labels == ["BACKGROUND", "Handgun", "Shotgun"]
-    model = mobilenet_v1_ssd(num_classes=len(labels), width_mult=0.25, image_size=64)
+    model = mobilenet_v1_ssd(num_classes=len(labels), **ssd_cfg["model"])
     model.load_state_dict(torch.load(finetune / "checkpoint.pt", weights_only=True), strict=True)
     provenance = json.loads((finetune / "provenance.json").read_text())
-    assert provenance["classes"] == labels and provenance["config"]["ssd"]["model"]["width_mult"] == 0.25
-    assert len(OpenImagesDataset(work / "resources" / "data" / "openimages", "test", labels[1:])) == 8
-    assert len(pd.read_csv(finetune / "steps.csv")) == 2 * 4  # 20 images in batches of 5, two epochs
+    assert provenance["classes"] == labels and provenance["config"]["ssd"]["model"] == ssd_cfg["model"]
+    openimages = ssd_cfg["data"]["openimages"]["synthetic"]
+    assert len(OpenImagesDataset(embedded_run / "resources" / "data" / "openimages", "test", labels[1:])) == \
+        openimages["n_test"]
+    steps_per_epoch = math.ceil(openimages["n_train"] / ssd_cfg["finetune"]["batch_size"])
+    assert len(pd.read_csv(finetune / "steps.csv")) == ssd_cfg["finetune"]["epochs"] * steps_per_epoch
     assert json.loads((ssd / "openimages" / "provenance.json").read_text())["before"].startswith("initial.pt")
 
-    # bad input, through the rules: a missing image and a degenerate box are counted and skipped ...
+    # bad input, through the rules, in a copy of the run: a missing image and a degenerate box are counted and
+    # skipped ...
+    work = copy_run(embedded_run, tmp_path / "run")
+    ssd, finetune = work / "results" / "ssd", work / "results" / "ssd" / "finetune"
     data = work / "resources" / "data" / "openimages"
     subset = pd.read_csv(data / "sub-test-annotations-bbox.csv", dtype={"ImageID": str})
     first, last = sorted(set(subset.ImageID))[0], sorted(set(subset.ImageID))[-1]
     (data / "test" / f"{first}.jpg").unlink()
     subset.loc[subset.ImageID == last, "XMax"] = subset.loc[subset.ImageID == last, "XMin"]  # empty boxes
     subset.to_csv(data / "sub-test-annotations-bbox.csv", index=False)
-    rerun = ("results/ssd/openimages/ap_after.csv", "--cores", "1", "--configfile", str(path), "--forcerun",
-             "ssd_eval_openimages", "--allowed-rules", "ssd_eval_openimages", "--rerun-triggers", "code")
+    rerun = ("results/ssd/openimages/ap_after.csv", "--cores", "1", "--forcerun", "ssd_eval_openimages",
+             "--allowed-rules", "ssd_eval_openimages", "--rerun-triggers", "code")
     rc, text = snakemake(*rerun, cwd=work)
     assert rc == 0, text[-5000:]
     record = json.loads((ssd / "openimages" / "provenance.json").read_text())
