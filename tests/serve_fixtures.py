@@ -5,7 +5,7 @@ of the workflow's exported MobileNetV1-SSD (input ``input`` [N,3,H,W], softmaxed
 [N,anchors,classes] and ``boxes`` [N,anchors,4], dynamic batch axis), exported by the legacy exporter, which
 takes a fraction of a second where the dynamo exporter takes seconds; ``ssd10_like`` has the signature of
 the ONNX model zoo's ssd-10 that the onnx tutorial client was written for, so that client can run
-unchanged. ``write_ssd_inputs`` stands in for the SSD study's outputs that the serving rules read.
+unchanged.
 """
 from __future__ import annotations
 
@@ -112,24 +112,3 @@ def running_server(root: Path, default_model: str | None = None, **options) -> I
             yield server
     finally:
         repository.close()
-
-
-def write_ssd_inputs(root: Path, width_mult: float, image_size: int, classes=("Handgun", "Shotgun"),
-                     n_test: int = 6, seed: int = 0) -> None:
-    """Stand-ins for the SSD study's outputs that the serving rules read: a randomly initialised
-    ``results/ssd/finetune/checkpoint.pt`` (plain state_dict), its ``labels.txt`` and a synthetic Open Images
-    root with its ``sub-test`` subset, all in their real formats."""
-    from dlperf.data.openimages import write_subset
-    from dlperf.data.synthetic_detection import synthesize_openimages
-    from dlperf.data.voc import BACKGROUND, write_label_file
-    from dlperf.models.mobilenet_ssd import mobilenet_v1_ssd
-
-    finetune = root / "results" / "ssd" / "finetune"
-    finetune.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(seed)
-    model = mobilenet_v1_ssd(len(classes) + 1, width_mult=width_mult, image_size=image_size)
-    torch.save(model.state_dict(), finetune / "checkpoint.pt")
-    write_label_file(finetune / "labels.txt", [BACKGROUND, *classes])
-    data = root / "resources" / "data" / "openimages"
-    synthesize_openimages(data, classes, n_train=1, n_validation=1, n_test=n_test, size=image_size, seed=seed)
-    write_subset(data, "test", classes)

@@ -1,68 +1,32 @@
-"""The serving rules run for real on the embedded config, in a scratch copy of the workflow.
-
-The SSD study's outputs they read (results/ssd/finetune/{checkpoint.pt,labels.txt}, the Open Images test split)
-are stand-ins in their real formats: a randomly initialised SSD of the configured architecture and a synthetic
-Open Images root. Only the serving rules may run.
-"""
+"""The serving rules' results in the shared run of the embedded default (conftest's ``embedded_run``): the export
+and its parity, the model repository, the demo through the server, the benchmark, and the report's macros."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import onnx
 import pandas as pd
 import pytest
 from PIL import Image
 
-import conftest
-from conftest import load_config, scratch_copy, write_config
+from conftest import load_config
 from dlperf.export import parse_model_config
 from dlperf.serve import OrtServerClient
-from serve_fixtures import write_ssd_inputs
 
-pytestmark = pytest.mark.slow  # every test reads the serving rules' real run (the `workflow` fixture)
+pytestmark = pytest.mark.slow  # every test reads the embedded run (the `workflow` fixture)
 
-RULES = ["serve_export", "serve_graph", "serve_model_repository", "serve_demo", "serve_full_size_model", "serve_bench"]
 BENCH_COLUMNS = ["benchmark", "model", "runtime", "batching", "clients", "batch_size", "requests", "throughput_rps",
                  "p50_ms", "p99_ms", "mean_batch", "cpu_cores", "speedup"]
-STAND_IN_MODEL = {"width_mult": 0.25, "image_size": 160}  # used only where the config has no ssd.model yet
-
-
-def snakemake(repo: Path, *args: str, timeout: float = 600) -> str:
-    """Snakemake's output in ``repo``, which must succeed."""
-    rc, text = conftest.snakemake(*args, cwd=repo, timeout=timeout)
-    assert rc == 0, text[-5000:]
-    return text
-
-
-def with_ssd_model(repo: Path) -> dict:
-    """The scratch copy's config, given the SSD study's ``ssd.model`` keys if it lacks them (before the SSD
-    study is merged its section does not exist; the schema then learns a minimal one)."""
-    cfg = load_config(root=repo)
-    if "model" not in cfg.get("ssd", {}):
-        cfg.setdefault("ssd", {})["model"] = STAND_IN_MODEL
-        write_config(repo / "config" / "config.yaml", cfg, sort_keys=False)
-        schema = load_config("schema.yaml", root=repo)
-        schema["properties"].setdefault("ssd", {"type": "object", "description": "stand-in"})
-        write_config(repo / "config" / "schema.yaml", schema, sort_keys=False)
-    return cfg
 
 
 @pytest.fixture(scope="module")
-def workflow(tmp_path_factory):
-    repo = scratch_copy(tmp_path_factory.mktemp("serve") / "repo")
-    cfg = with_ssd_model(repo)
-    model = cfg["ssd"]["model"]
-    write_ssd_inputs(repo, model["width_mult"], model["image_size"], classes=cfg["serve"]["demo"]["classes"])
-    targets = ["results/serve/onnx/parity.json", "results/serve/onnx/graph.svg", "results/serve/onnx/docstrings.md",
-               "results/serve/model_repository/ssd/config.pbtxt", "results/serve/tables/bench.tex",
-               *[f"results/serve/annotated_{name}.png" for name in cfg["serve"]["demo"]["classes"]]]
-    snakemake(repo, "--cores", "1", "--allowed-rules", *RULES, "--", *targets)
-    return repo, cfg, targets
+def workflow(embedded_run):
+    """The embedded run's work dir and its config."""
+    return embedded_run, load_config(root=embedded_run)
 
 
 def test_the_export_passes_parity_on_real_test_images_with_the_served_signature(workflow):
-    repo, cfg, _ = workflow
+    repo, cfg = workflow
     parity = json.loads((repo / "results/serve/onnx/parity.json").read_text())
     assert parity["passed"] and parity["tolerance"] == cfg["serve"]["parity"]["tolerance"]
     assert max(parity["max_abs_diff"].values()) <= 1e-4
@@ -76,7 +40,7 @@ def test_the_export_passes_parity_on_real_test_images_with_the_served_signature(
 
 
 def test_the_graph_and_the_doc_strings_page_cover_every_op(workflow):
-    repo, _, _ = workflow
+    repo, _ = workflow
     model = onnx.load(str(repo / "results/serve/onnx/ssd.onnx"))
     svg = (repo / "results/serve/onnx/graph.svg").read_text()
     assert svg.count("javascript:alert(") == len(model.graph.node)
@@ -85,7 +49,7 @@ def test_the_graph_and_the_doc_strings_page_cover_every_op(workflow):
 
 
 def test_the_model_repository_is_in_triton_layout_and_the_server_serves_it(workflow):
-    repo, cfg, _ = workflow
+    repo, cfg = workflow
     model_dir = repo / "results/serve/model_repository/ssd"
     assert sorted(p.name for p in model_dir.iterdir()) == ["1", "config.pbtxt"]
     config = parse_model_config((model_dir / "config.pbtxt").read_text())
@@ -96,7 +60,7 @@ def test_the_model_repository_is_in_triton_layout_and_the_server_serves_it(workf
 
 
 def test_the_demo_drew_one_image_per_class_from_the_servers_responses(workflow):
-    repo, cfg, _ = workflow
+    repo, cfg = workflow
     serving = repo / "results/serve"
     records = json.loads((serving / "detections.json").read_text())
     assert list(records) == cfg["serve"]["demo"]["classes"]
@@ -110,7 +74,7 @@ def test_the_demo_drew_one_image_per_class_from_the_servers_responses(workflow):
 
 
 def test_the_benchmark_has_every_client_count_with_and_without_batching_for_both_models_and_both_runtimes(workflow):
-    repo, cfg, _ = workflow
+    repo, cfg = workflow
     bench = pd.read_csv(repo / "results/serve/bench.csv")
     assert list(bench.columns) == BENCH_COLUMNS
     server = bench[bench.benchmark == "server"]
@@ -130,7 +94,7 @@ def test_the_benchmark_has_every_client_count_with_and_without_batching_for_both
 
 
 def test_the_full_size_ssd_is_the_published_architecture_with_random_weights_said_so(workflow):
-    repo, _, _ = workflow
+    repo, _ = workflow
     provenance = json.loads((repo / "results/serve/full_size/provenance.json").read_text())
     assert {k: provenance["model"][k] for k in ("width_mult", "image_size", "priors")} == {
         "width_mult": 1.0, "image_size": 300, "priors": 3000}
@@ -139,15 +103,10 @@ def test_the_full_size_ssd_is_the_published_architecture_with_random_weights_sai
     assert config.name == "ssd_full" and list(config.input[0].dims) == [3, 300, 300]
 
 
-def test_a_second_run_has_nothing_to_do(workflow):
-    repo, _, targets = workflow
-    assert "Nothing to be done" in snakemake(repo, "--cores", "1", "--allowed-rules", *RULES, "--", *targets)
-
-
 def test_the_report_quotes_the_results_the_rules_wrote(workflow):
     from dlperf.serve.values import serving_values
 
-    repo, cfg, _ = workflow
+    repo, cfg = workflow
     bench = pd.read_csv(repo / "results/serve/bench.csv")
     values = serving_values(
         bench=bench, parity=json.loads((repo / "results/serve/onnx/parity.json").read_text()),
