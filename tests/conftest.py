@@ -33,8 +33,8 @@ IGNORED = shutil.ignore_patterns(".git", ".venv", "results", "resources", ".snak
 NO_JOB_FLAGS = {"-n", "--dry-run", "--dryrun", "--lint", "--summary", "-S", "--detailed-summary", "-D", "-h",
                 "--help", "--version", "-v", "--dag", "--rulegraph", "--filegraph", "--d3dag"}
 # Fixtures that run jobs, by name -> the test module that defines it (None: defined here, usable anywhere).
-# Every test that uses one is marked slow.
-JOB_FIXTURES = {"embedded_run": None, "built": "test_report"}
+# Every test that uses one, directly or through another fixture, is marked slow.
+JOB_FIXTURES = {"embedded_run": None}
 
 # Where the shared rehearsal mirror's override points until a test serves it (nothing listens on port 9).
 MIRROR_URL = "http://127.0.0.1:9"

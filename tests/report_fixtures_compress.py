@@ -1,5 +1,5 @@
-"""What the compress rules write, for tests that build the report from a fixture results tree (tests/test_report.py:
-call ``write_compress(repo, cfg)`` beside ``write_optimus`` and ``write_flops``).
+"""What the compress rules write, fake but well formed, for the tests of the study's report values
+(tests/test_compress.py): ``write_compress(root, cfg)``.
 
 Numbers are made up but consistent: ResNet-20 at 41 % dense, static INT8 at 40.8 % and 1.6x faster than FP32
 onnxruntime at batch 1, 2.2x at 32; KD student 1.5 points better than its labels-only twin.
