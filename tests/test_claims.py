@@ -50,6 +50,15 @@ def status(c, value, settings=None):
     return check_claims([c], settings or {}, ["flops"], {"results/flops/t.csv": frame}).iloc[0]
 
 
+def cell(**fields):
+    """A baseline cell as the ledger holds it after validation (its file the result's, defaults filled in)."""
+    return {"file": "results/flops/t.csv", "row": {}, "reduce": "one", "factor": 1, **fields}
+
+
+def checked(c, frames, settings=None):
+    return check_claims([c], settings or {}, ["flops"], frames).iloc[0]
+
+
 @pytest.mark.parametrize("name", ["config.yaml", "full.yaml"])
 def test_the_ledger_validates_against_each_config(name):
     claims = ledger(load_config(name))
@@ -121,6 +130,97 @@ def test_one_cell_means_exactly_one_matching_row_and_numbers_match_by_value():
         regenerate({**result, "row": {"model": "b"}}, [frame])
 
 
+def test_a_ratio_is_the_result_cell_over_its_baseline():
+    epochs = pd.DataFrame({"method": ["cached", "finetune"], "epoch_seconds": [2.0, 13.0]})
+    faster = claim(published=5.0, check="at_least", tolerance={"absolute": 0},
+                   result={"row": {"method": "finetune"}, "column": "epoch_seconds", "combine": "ratio",
+                           "baseline": cell(row={"method": "cached"}, column="epoch_seconds")})
+    row = checked(faster, {"results/flops/t.csv": epochs})
+    assert (row.regenerated, row.status) == (6.5, PASS)
+    assert checked({**faster, "published": 7.0}, {"results/flops/t.csv": epochs}).status == FAIL
+
+
+def test_a_difference_is_the_result_cell_minus_its_baseline_each_in_the_unit_by_its_own_factor():
+    students = pd.DataFrame({"targets": ["soft", "labels"], "val_acc": [0.70, 0.7175]})
+    close = claim(published=0.0, unit="pp", check="at_least", tolerance={"absolute": 1.0},
+                  result={"row": {"targets": "soft"}, "column": "val_acc", "factor": 100, "combine": "difference",
+                          "baseline": cell(row={"targets": "labels"}, column="val_acc", factor=100)})
+    row = checked(close, {"results/flops/t.csv": students})
+    assert row.regenerated == pytest.approx(-1.75, abs=1e-12)
+    assert row.status == FAIL
+    assert checked({**close, "tolerance": {"absolute": 2.0}}, {"results/flops/t.csv": students}).status == PASS
+
+
+def test_a_cell_with_no_value_is_not_comparable():
+    row = status(claim(), math.nan)
+    assert (row.status, row.note) == (NOT_COMPARABLE, "v has no value")
+
+
+def test_a_ratio_over_a_zero_or_unreached_baseline_is_not_comparable_naming_the_baseline():
+    runs = pd.DataFrame({"model": ["student", "teacher"], "test_acc": [0.5, 0.0], "wall_seconds": [4.0, 8.0]})
+    ratio = claim(result={"row": {"model": "student"}, "column": "test_acc", "combine": "ratio",
+                          "baseline": cell(row={"model": "teacher"}, column="test_acc")})
+    row = checked(ratio, {"results/flops/t.csv": runs})
+    assert (row.status, row.note) == (NOT_COMPARABLE, "the baseline's test_acc is 0, so there is no ratio")
+    sooner = claim(result={"column": "test_acc", "reduce": "seconds_to", "threshold": 0.5, "combine": "ratio",
+                           "baseline": cell(column="test_acc", reduce="seconds_to", threshold=0.9)})
+    row = checked(sooner, {"results/flops/t.csv": runs})
+    assert (row.status, row.note) == (NOT_COMPARABLE, "the baseline's test_acc never reached 0.9")
+
+
+def test_a_baseline_in_another_file_is_among_the_claims_files_with_its_file_fields_from_the_config():
+    config = load_config()
+    c = claim(published=0.9, tolerance={"relative": 0.1},
+              result={"file": "results/flops/pruned.csv", "column": "ms", "combine": "ratio",
+                      "baseline": cell(file="results/flops/dense-{flops.image_size}.csv", column="ms")})
+    settings = settings_read([c], config)
+    assert settings == {"flops.image_size": 224}
+    assert claim_files(c, settings) == ["results/flops/pruned.csv", "results/flops/dense-224.csv"]
+    frames = {"results/flops/pruned.csv": pd.DataFrame({"ms": [9.0]}),
+              "results/flops/dense-224.csv": pd.DataFrame({"ms": [10.0]})}
+    assert (checked(c, frames, settings).regenerated, checked(c, frames, settings).status) == (0.9, PASS)
+
+
+def test_a_baseline_without_a_file_reads_the_results_file(tmp_path):
+    data = yaml.safe_load(LEDGER.read_text())
+    (first,) = [c for c in data["claims"] if c["id"] == "vgg16_gmacs"]
+    first["result"].update(baseline={"row": {"model": "vgg19"}, "column": "gmacs"}, combine="ratio")
+    path = tmp_path / "claims.yaml"
+    path.write_text(yaml.safe_dump(data))
+    (c,) = [c for c in load_ledger(path, SCHEMA, load_config()) if c["id"] == "vgg16_gmacs"]
+    assert c["result"]["baseline"] == {"file": "results/flops/summary.csv", "row": {"model": "vgg19"},
+                                       "column": "gmacs", "reduce": "one", "factor": 1}
+    assert claim_files(c, {}) == ["results/flops/summary.csv"]
+
+
+@pytest.mark.parametrize("name, comparable", [("config.yaml", True), ("full.yaml", True), ("rehearsal.yaml", False)])
+def test_a_list_in_comparable_when_is_any_of_its_values_and_the_note_names_them_all(name, comparable):
+    c = claim(comparable_when={"scale": ["embedded", "full"]})
+    row = status(c, 10.0, settings_read([c], load_config(name)))
+    if comparable:
+        assert (row.status, row.note) == (PASS, "")
+    else:
+        assert (row.status, row.note) == (NOT_COMPARABLE,
+                                          "scale is 'rehearsal', the protocol needs 'embedded' or 'full'")
+
+
+def test_a_list_of_row_values_matches_any_of_them_and_numbers_match_by_value():
+    frame = pd.DataFrame({"method": ["share", "none", "fuse"], "lr": [0.001, 0.01, 0.1], "v": [1.0, 2.0, 3.0]})
+    result = {"file": "f", "row": {"method": ["share", "none"]}, "column": "v", "reduce": "max", "factor": 1}
+    assert regenerate(result, [frame]) == 2.0
+    assert regenerate({**result, "row": {"method": ["share"]}, "reduce": "one"}, [frame]) == 1.0
+    assert regenerate({**result, "row": {"lr": [1.0e-3, 1.0e-1]}}, [frame]) == 3.0
+    with pytest.raises(ValueError, match="2 cells match"):
+        regenerate({**result, "reduce": "one"}, [frame])
+
+
+def test_mean_is_over_every_matching_cell_of_every_file():
+    seed0 = pd.DataFrame({"model": ["a", "b"], "v": [1.0, 9.0]})
+    seed1 = pd.DataFrame({"model": ["a", "a"], "v": [2.0, 6.0]})
+    result = {"file": "f", "row": {"model": "a"}, "column": "v", "reduce": "mean", "factor": 10}
+    assert regenerate(result, [seed0, seed1]) == 30.0
+
+
 def test_file_fields_come_from_the_config_and_a_star_gives_one_file_per_element():
     config = load_config("full.yaml")
     (c,) = [c for c in ledger(config) if c["id"] == "optimus_resnet50_target"]
@@ -134,13 +234,31 @@ def test_file_fields_come_from_the_config_and_a_star_gives_one_file_per_element(
     (lambda d: d["claims"][0].update(comparable_when={"flops.imagesize": 224}), "config key 'flops.imagesize'"),
     (lambda d: d["claims"][0]["tolerance"].update(relative=0.1), "claims/0/tolerance"),
     (lambda d: d["claims"][0]["result"].update(reduce="seconds_to"), "'threshold' is a required property"),
+    (lambda d: d["claims"][0]["result"].update(combine="ratio"),
+     "claim {first}: claims/0/result: 'baseline' is a dependency of 'combine'"),
+    (lambda d: d["claims"][0]["result"].update(baseline={"column": "gmacs"}),
+     "claim {first}: claims/0/result: 'combine' is a dependency of 'baseline'"),
+    (lambda d: d["claims"][0]["result"].update(baseline={"column": "gmacs"}, combine="quotient"),
+     "claims/0/result/combine: 'quotient' is not one of"),
+    (lambda d: d["claims"][0]["result"].update(baseline={"column": "gmacs", "colour": "red"}, combine="ratio"),
+     "claims/0/result/baseline: Unevaluated properties are not allowed"),
+    (lambda d: d["claims"][0]["result"].update(colour="red"), "claims/0/result: Unevaluated properties are not"),
+    (lambda d: d["claims"][0]["result"].update(baseline={"file": "results/flops/{flops.imagesize}.csv",
+                                                         "column": "gmacs"}, combine="ratio"),
+     "claim {first}: config key 'flops.imagesize'"),
+    (lambda d: d["claims"][0]["result"].update(baseline={"file": "results/depth/summary.csv", "column": "gmacs"},
+                                               combine="ratio"),
+     "claim {first}: the baseline's file results/depth/summary.csv is not of the flops study"),
+    (lambda d: d["claims"][0].update(comparable_when={"flops.imagesize": [112, 224]}), "config key 'flops.imagesize'"),
+    (lambda d: d["claims"][0].update(comparable_when={"scale": []}), "claims/0/comparable_when/scale"),
+    (lambda d: d["claims"][0]["result"].update(reduce="median"), "'median' is not one of"),
 ])
 def test_a_malformed_ledger_is_rejected_naming_the_claim(tmp_path, edit, message):
     data = yaml.safe_load(LEDGER.read_text())
     edit(data)
     path = tmp_path / "claims.yaml"
     path.write_text(yaml.safe_dump(data))
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(ValueError, match=message.format(first=data["claims"][0]["id"])):
         load_ledger(path, SCHEMA, load_config())
 
 

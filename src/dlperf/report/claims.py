@@ -3,9 +3,10 @@
 ``config/claims.yaml`` lists each claim with its source, protocol, tolerance and result cell (format:
 ``config/claims.schema.yaml``). :func:`load_ledger` validates it against the schema and the config before any job
 runs; :func:`claim_files` names the result files a check reads; :func:`check_claims` reads their cells and gives
-``results/report/claims.csv``'s rows. A claim is compared only when its protocol can hold: its study is on, every
-``comparable_when`` setting has its value in the config, and its value was reached; otherwise its status is
-:data:`NOT_COMPARABLE`, with the reason in ``note``.
+``results/report/claims.csv``'s rows. A claim's value is one result cell, or a cell relative to a baseline cell (their
+ratio or difference: a phenomenon, such as one model's epoch being 5x faster than another's). A claim is compared only
+when its protocol can hold: its study is on, every ``comparable_when`` setting has its value (or one of its values) in
+the config, and its value was reached; otherwise its status is :data:`NOT_COMPARABLE`, with the reason in ``note``.
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ COLUMNS = ["claim", "published", "regenerated", "tolerance", "status", "id", "un
            "note"]
 _FIELD = re.compile(r"\{([A-Za-z0-9_.*]+)\}")
 _MISSING = object()
+_REDUCE = {"max": pd.Series.max, "min": pd.Series.min, "mean": pd.Series.mean}
 
 
 def _with_defaults(validator_class):
@@ -54,30 +56,49 @@ def config_value(config: Mapping, key: str):
 
 
 def load_ledger(path: str | Path, schema_path: str | Path, config: Mapping) -> list[dict]:
-    """The claims of ``path``, validated (schema, unique ids) and with defaults filled in. A ``comparable_when``
-    key or a file field of a study that is on must name a config key: a typo is an error naming the claim, not a
-    claim that is silently never compared."""
+    """The claims of ``path``, validated (schema, unique ids) and with defaults filled in (a baseline's file is the
+    result's unless it names its own, of the same study). A ``comparable_when`` key or a file field of a study that is
+    on must name a config key: a typo is an error naming the claim, not a claim that is silently never compared."""
     ledger = yaml.safe_load(Path(path).read_text())
     schema = yaml.safe_load(Path(schema_path).read_text())
     errors = sorted(_with_defaults(Draft202012Validator)(schema).iter_errors(ledger), key=lambda e: list(e.path))
     if errors:
-        where = "/".join(map(str, errors[0].path))
-        raise ValueError(f"{path}: {where}: {errors[0].message}")
+        where = list(errors[0].path)
+        raise ValueError(f"{path}: {_naming(ledger, where)}{'/'.join(map(str, where))}: {errors[0].message}")
     claims = ledger["claims"]
     seen = set()
     for claim in claims:
         if claim["id"] in seen:
             raise ValueError(f"{path}: claim id {claim['id']!r} appears twice")
         seen.add(claim["id"])
+        if "baseline" in claim["result"]:
+            baseline = claim["result"]["baseline"]
+            baseline.setdefault("file", claim["result"]["file"])
+            if _study(baseline["file"]) != study_of(claim):
+                raise ValueError(f"{path}: claim {claim['id']}: the baseline's file {baseline['file']} is not of the "
+                                 f"{study_of(claim)} study, whose results the claim reads")
         for key in settings_keys(claim):
             if key.split(".")[0] in config and config_value(config, key) is _MISSING:
                 raise ValueError(f"{path}: claim {claim['id']}: config key {key!r} does not exist")
     return claims
 
 
+def _naming(ledger: Mapping, where: list) -> str:
+    """"claim <id>: " for a schema error inside a claim that has an id, else ""."""
+    claim = ledger["claims"][where[1]] if where[:1] == ["claims"] and len(where) > 1 else None
+    return f"claim {claim['id']}: " if isinstance(claim, dict) and "id" in claim else ""
+
+
+def cells_of(claim: Mapping) -> list[Mapping]:
+    """The result cells a claim reads: its result's, and its baseline's when it has one."""
+    result = claim["result"]
+    return [result, result["baseline"]] if "baseline" in result else [result]
+
+
 def settings_keys(claim: Mapping) -> list[str]:
-    """The dotted config keys a claim's check reads: its ``comparable_when`` and its file fields."""
-    return [*claim["comparable_when"], *(k.removesuffix(".*") for k in _FIELD.findall(claim["result"]["file"]))]
+    """The dotted config keys a claim's check reads: its ``comparable_when`` and its cells' file fields."""
+    fields = (k.removesuffix(".*") for cell in cells_of(claim) for k in _FIELD.findall(cell["file"]))
+    return list(dict.fromkeys([*claim["comparable_when"], *fields]))
 
 
 def settings_read(claims: Iterable[Mapping], config: Mapping) -> dict:
@@ -87,50 +108,93 @@ def settings_read(claims: Iterable[Mapping], config: Mapping) -> dict:
     return {k: v for k in keys if (v := config_value(config, k)) is not _MISSING}
 
 
+def _study(file: str) -> str:
+    return file.split("/")[1]
+
+
 def study_of(claim: Mapping) -> str:
     """The study whose results regenerate a claim: results/<study>/…"""
-    return claim["result"]["file"].split("/")[1]
+    return _study(claim["result"]["file"])
 
 
-def claim_files(claim: Mapping, settings: Mapping) -> list[str]:
-    """The result files of a claim, its file fields filled from ``settings`` (:func:`settings_read`;
-    ``{key.*}``: one file per element of the list)."""
-    files = [claim["result"]["file"]]
-    for key in _FIELD.findall(claim["result"]["file"]):
+def cell_files(cell: Mapping, settings: Mapping) -> list[str]:
+    """The files of a result cell, its file fields filled from ``settings`` (:func:`settings_read`; ``{key.*}``: one
+    file per element of the list)."""
+    files = [cell["file"]]
+    for key in _FIELD.findall(cell["file"]):
         value = settings[key.removesuffix(".*")]
         values = value if key.endswith(".*") else [value]
         files = [f.replace(f"{{{key}}}", str(v)) for f in files for v in values]
     return files
 
 
-def _cells(frame: pd.DataFrame, result: Mapping) -> pd.Series:
-    """The cells of ``result["column"]`` in the rows that match ``result["row"]`` (a number by value: 1.0e-3 matches
-    a CSV's 0.001)."""
-    rows = frame
-    for column, value in result["row"].items():
+def claim_files(claim: Mapping, settings: Mapping) -> list[str]:
+    """The result files of a claim, its result's and its baseline's, each once (:func:`cell_files`)."""
+    return list(dict.fromkeys(f for cell in cells_of(claim) for f in cell_files(cell, settings)))
+
+
+def _is_one_of(cells: pd.Series, wanted) -> pd.Series:
+    """Whether each cell is ``wanted`` or, for a list, one of its values (a number by value: 1.0e-3 matches a CSV's
+    0.001)."""
+    numbers, words = pd.to_numeric(cells, errors="coerce"), cells.astype(str)
+    hits = pd.Series(False, index=cells.index)
+    for value in wanted if isinstance(wanted, list) else [wanted]:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            rows = rows[np.isclose(pd.to_numeric(rows[column], errors="coerce"), value, rtol=1e-9, atol=0)]
+            hits |= np.isclose(numbers, value, rtol=1e-9, atol=0)
         else:
-            rows = rows[rows[column].astype(str) == str(value)]
-    return rows[result["column"]]
+            hits |= words == str(value)
+    return hits
 
 
-def regenerate(result: Mapping, frames: Iterable[pd.DataFrame]) -> float:
-    """The regenerated value from the result files' frames (see the ledger's ``result``); NaN when it was not
-    reached (``seconds_to`` a threshold no run reached)."""
+def _matching(frame: pd.DataFrame, cell: Mapping) -> pd.Series:
+    """The cells of ``cell["column"]`` in the rows that match every column of ``cell["row"]``."""
+    rows = frame
+    for column, wanted in cell["row"].items():
+        rows = rows[_is_one_of(rows[column], wanted)]
+    return rows[cell["column"]]
+
+
+def regenerate(cell: Mapping, frames: Iterable[pd.DataFrame]) -> float:
+    """A result cell's value from its files' frames (see the ledger's ``result``); NaN when it was not reached
+    (``seconds_to`` a threshold no run reached)."""
     frames = list(frames)
-    if result["reduce"] == "seconds_to":
-        times = [float(f.loc[f[result["column"]] >= result["threshold"], "wall_seconds"].min()) for f in frames]
+    if cell["reduce"] == "seconds_to":
+        times = [float(f.loc[f[cell["column"]] >= cell["threshold"], "wall_seconds"].min()) for f in frames]
         times = [t for t in times if not math.isnan(t)]
         value = min(times) if times else math.nan
     else:
-        cells = pd.concat([_cells(f, result) for f in frames]).astype(float)
-        if result["reduce"] == "one" and len(cells) != 1:
-            raise ValueError(f"{result['file']}: {len(cells)} cells match {result['row']} in column "
-                             f"{result['column']!r}, expected exactly one")
-        value = float(cells.max() if result["reduce"] == "max" else cells.min() if result["reduce"] == "min"
-                      else cells.iloc[0])
-    return value * result["factor"]
+        cells = pd.concat([_matching(f, cell) for f in frames]).astype(float)
+        if cell["reduce"] == "one" and len(cells) != 1:
+            raise ValueError(f"{cell['file']}: {len(cells)} cells match {cell['row']} in column "
+                             f"{cell['column']!r}, expected exactly one")
+        value = float(cells.iloc[0] if cell["reduce"] == "one" else _REDUCE[cell["reduce"]](cells))
+    return value * cell["factor"]
+
+
+def _unreached(cell: Mapping) -> str:
+    """Why a cell's value is NaN, in words."""
+    if cell["reduce"] == "seconds_to":
+        return f"{cell['column']} never reached {cell['threshold']}"
+    return f"{cell['column']} has no value"
+
+
+def regenerate_result(result: Mapping, settings: Mapping, frames: Mapping[str, pd.DataFrame]) -> tuple[float, str]:
+    """A claim's regenerated value, from its files' frames (path -> frame): its result cell's value, or that combined
+    with its baseline's (``ratio``: value / baseline; ``difference``: value - baseline); and, when it is NaN, why."""
+    value = regenerate(result, (frames[f] for f in cell_files(result, settings)))
+    if math.isnan(value):
+        return value, _unreached(result)
+    if "baseline" not in result:
+        return value, ""
+    baseline = result["baseline"]
+    base = regenerate(baseline, (frames[f] for f in cell_files(baseline, settings)))
+    if math.isnan(base):
+        return base, f"the baseline's {_unreached(baseline)}"
+    if result["combine"] == "difference":
+        return value - base, ""
+    if base == 0:
+        return math.nan, f"the baseline's {baseline['column']} is 0, so there is no ratio"
+    return value / base, ""
 
 
 def allowance(claim: Mapping) -> float:
@@ -155,10 +219,18 @@ def _not_met(claim: Mapping, settings: Mapping) -> list[str]:
     """The ``comparable_when`` settings the config does not have, in words."""
     unmet = []
     for key, wanted in claim["comparable_when"].items():
+        allowed = wanted if isinstance(wanted, list) else [wanted]
         value = settings.get(key, _MISSING)
-        if value is _MISSING or value != wanted:
-            unmet.append(f"{key} is {'absent' if value is _MISSING else value!r}, the protocol needs {wanted!r}")
+        if value is _MISSING or value not in allowed:
+            unmet.append(f"{key} is {'absent' if value is _MISSING else value!r}, the protocol needs "
+                         f"{_one_of(allowed)}")
     return unmet
+
+
+def _one_of(values: list) -> str:
+    """'full'; 'embedded' or 'full'; 1, 2 or 3."""
+    words = [repr(v) for v in values]
+    return words[0] if len(words) == 1 else f"{', '.join(words[:-1])} or {words[-1]}"
 
 
 def check_claim(claim: Mapping, settings: Mapping, frames: Mapping[str, pd.DataFrame] | None) -> dict:
@@ -168,14 +240,13 @@ def check_claim(claim: Mapping, settings: Mapping, frames: Mapping[str, pd.DataF
            "source": claim["source"], "protocol": claim["protocol"]}
     if frames is None:
         return {**row, "status": NOT_COMPARABLE, "note": f"the {study_of(claim)} study is not in this config"}
-    regenerated = regenerate(claim["result"], (frames[f] for f in claim_files(claim, settings)))
+    regenerated, unreached = regenerate_result(claim["result"], settings, frames)
     row["regenerated"] = regenerated
     unmet = _not_met(claim, settings)
     if unmet:
         return {**row, "status": NOT_COMPARABLE, "note": "; ".join(unmet)}
     if math.isnan(regenerated):
-        return {**row, "status": NOT_COMPARABLE,
-                "note": f"{claim['result']['column']} never reached {claim['result'].get('threshold')}"}
+        return {**row, "status": NOT_COMPARABLE, "note": unreached}
     return {**row, "status": PASS if passes(claim, regenerated) else FAIL, "note": ""}
 
 
