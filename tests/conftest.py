@@ -1,6 +1,6 @@
 """The test harness the test files share: the repository, Snakemake as a subprocess, scratch copies of the workflow,
-config files, the rehearsal mirror, and one finished run of the embedded default for the tests that read a whole
-run.
+config files, one dry run of each shipped config, the rehearsal mirror, and one finished run of the embedded default
+for the tests that read a whole run.
 
 Test files import the helpers by name (``from conftest import ROOT, snakemake``): pytest puts tests/ on sys.path
 and imports this file as the module ``conftest``, so the import gets the very module pytest loaded.
@@ -142,6 +142,20 @@ def write_config(path: Path, cfg: dict, sort_keys: bool = True) -> Path:
     path = Path(path)
     path.write_text(yaml.safe_dump(cfg, sort_keys=sort_keys))
     return path
+
+
+# ---- what the shipped configs plan, shared ------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def default_plan() -> tuple[int, str]:
+    """(return code, output) of ``snakemake -n --forceall`` on the embedded default: every job of its DAG, even
+    where results exist from an earlier run."""
+    return snakemake("-n", "--forceall", timeout=300)
+
+
+@pytest.fixture(scope="session")
+def full_plan() -> tuple[int, str]:
+    """(return code, output) of ``snakemake -n --configfile config/full.yaml``: the full reproduction's DAG."""
+    return snakemake("-n", "--configfile", "config/full.yaml", timeout=300)
 
 
 # ---- the rehearsal mirror, shared ---------------------------------------------------------------------------------

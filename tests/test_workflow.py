@@ -9,13 +9,13 @@ import pytest
 from conftest import load_config, snakemake, write_config
 
 
-def test_the_default_config_builds_its_dag():
-    rc, text = snakemake("-n", "--quiet", "rules", timeout=300)
+def test_the_default_config_builds_its_dag(default_plan):
+    rc, text = default_plan
     assert rc == 0, text
 
 
-def test_the_full_config_builds_its_whole_dag_without_any_data():
-    rc, text = snakemake("-n", "--configfile", "config/full.yaml", timeout=300)
+def test_the_full_config_builds_its_whole_dag_without_any_data(full_plan):
+    rc, text = full_plan
     assert rc == 0, text
     assert "data_download" in text and "optimus_train" in text
     # 5 regression archs + the target, on 3 GPU types: the default's cpu label is not merged in
