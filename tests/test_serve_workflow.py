@@ -30,7 +30,8 @@ def test_the_export_passes_parity_on_real_test_images_with_the_served_signature(
     parity = json.loads((repo / "results/serve/onnx/parity.json").read_text())
     assert parity["passed"] and parity["tolerance"] == cfg["serve"]["parity"]["tolerance"]
     assert max(parity["max_abs_diff"].values()) <= 1e-4
-    assert parity["batch_sizes"] == [1, min(cfg["serve"]["parity"]["images"], 6)]
+    test_images = cfg["ssd"]["data"]["openimages"]["synthetic"]["n_test"]
+    assert parity["batch_sizes"] == [1, min(cfg["serve"]["parity"]["images"], test_images)]
     assert parity["input"]["name"] == "input" and parity["outputs"] == ["scores", "boxes"]
     assert isinstance(parity["input"]["shape"][0], str)  # the batch axis is a symbol
     model = onnx.load(str(repo / "results/serve/onnx/ssd.onnx"))
@@ -68,8 +69,9 @@ def test_the_demo_drew_one_image_per_class_from_the_servers_responses(workflow):
         raw = (serving / record["response"]).read_bytes()
         outputs = OrtServerClient.parse_response(raw, cfg["serve"]["demo"]["format"])
         assert outputs["scores"].shape[0] == 1 and outputs["scores"].shape[2] == 1 + len(records)
-        with Image.open(serving / f"annotated_{name}.png") as picture:
-            assert picture.format == "PNG" and picture.size == (cfg["ssd"]["model"]["image_size"],) * 2
+        test_image = repo / "resources/data/openimages/test" / f"{record['image_id']}.jpg"
+        with Image.open(serving / f"annotated_{name}.png") as picture, Image.open(test_image) as original:
+            assert picture.format == "PNG" and picture.size == original.size  # drawn on the test image itself
     assert "Listening at: http://127.0.0.1:" in (repo / "logs/serve/demo.log").read_text()
 
 
