@@ -4,7 +4,7 @@ same config and seed either way (rule: compress_distill)."""
 from dlperf.compress.distill import DistillationLoss
 from dlperf.compress.evaluation import load_classifier
 from dlperf.data.cifar import read_cifar10
-from dlperf.models import cifar_model
+from dlperf.models.cifar_resnet import cifar_model
 from dlperf.flops.flops import model_flops_per_step
 from dlperf.train.data import DeviceImages
 from dlperf.train.engine import TrainConfig, seed_everything, train

@@ -5,7 +5,7 @@ import math
 import pandas as pd
 
 from dlperf.atomic import write_csv, write_json
-from dlperf.models import cifar_model
+from dlperf.models.cifar_resnet import cifar_model
 from dlperf.optimus import figures
 from dlperf.optimus.speed_model import derive_theta, optimal_workers, steps_needed, time_to_accuracy
 from dlperf.provenance import Provenance

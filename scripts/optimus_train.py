@@ -1,7 +1,7 @@
 """Train one CIFAR classifier through the shared engine (rule: optimus_train)."""
 from dlperf.data.cifar import read_cifar10
 from dlperf.flops.flops import model_flops_per_step
-from dlperf.models import cifar_model
+from dlperf.models.cifar_resnet import cifar_model
 from dlperf.train.data import DeviceImages
 from dlperf.train.engine import TrainConfig, seed_everything, train
 from dlperf.train.job import TrainingJob

@@ -40,7 +40,7 @@ from dlperf.compress.quantize import (
 )
 from dlperf.compress.sharing import compression_ratio, index_bits, kmeans_1d, share_weights, shared_size_bytes
 from dlperf.compress.summary import SUMMARY_COLUMNS, summary_frame
-from dlperf.models import cifar_model
+from dlperf.models.cifar_resnet import cifar_model
 from dlperf.train.data import DeviceImages
 from dlperf.train.engine import TrainConfig, seed_everything, train
 

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import torch
 
-from dlperf.models import cifar_model
+from dlperf.models.cifar_resnet import cifar_model
 from dlperf.train.data import Augment, DeviceImages, batch_crop, batch_flip, epoch_generator
 from dlperf.train.engine import NonFiniteLossError, TrainConfig, seed_everything, subnormals_flushed, train
 from dlperf.train.schedule import Schedule
@@ -79,7 +79,7 @@ DRIVER = textwrap.dedent("""
     import sys, time, torch
     sys.path.insert(0, {src!r}); sys.path.insert(0, {tests!r})
     from test_engine import tiny_data, tiny_config
-    from dlperf.models import cifar_model
+    from dlperf.models.cifar_resnet import cifar_model
     from dlperf.train.data import DeviceImages
     from dlperf.train.engine import seed_everything, train
     torch.set_num_threads(1)

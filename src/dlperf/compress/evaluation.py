@@ -7,7 +7,7 @@ import os
 import torch
 from torch import nn
 
-from dlperf.models import cifar_model
+from dlperf.models.cifar_resnet import cifar_model
 from dlperf.flops.timing import TimingResult, time_callable
 from dlperf.train.data import DeviceImages
 from dlperf.train.engine import evaluate

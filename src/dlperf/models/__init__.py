@@ -1,4 +1,4 @@
-"""Model definitions; ``build_model`` maps a config name to a module."""
-from dlperf.models.cifar_resnet import CifarResNet, arch_depth, cifar_model
-
-__all__ = ["CifarResNet", "arch_depth", "cifar_model"]
+"""Model definitions, one family a module: the CIFAR ResNets (:mod:`.cifar_resnet`, built by config name with
+``cifar_model``; ImageNet-style ones in :mod:`.imagenet_resnet`), the coursework's VGGs (:mod:`.vgg_mlp`), the
+transfer study's ImageNet backbones (:mod:`.backbones`) and the MobileNetV1-SSD (:mod:`.mobilenet_ssd`).
+:mod:`.archs` reads what a plan needs off a model's name without importing torch."""

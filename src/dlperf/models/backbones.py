@@ -17,10 +17,8 @@ import torchvision
 from torch import nn
 from torchvision.models.resnet import Bottleneck
 
-from dlperf.models.cifar_resnet import ImageNetStyleResNet
-
-ARCHS = ("resnet50", "mobilenet_v2", "inception_v3")
-MIN_IMAGE_SIZE = {"resnet50": 32, "mobilenet_v2": 32, "inception_v3": 75}
+from dlperf.models.archs import BACKBONES
+from dlperf.models.imagenet_resnet import ImageNetStyleResNet
 
 
 def build_backbone(arch: str, num_classes: int, *, width: int = 64, width_mult: float = 1.0) -> nn.Module:
@@ -34,7 +32,7 @@ def build_backbone(arch: str, num_classes: int, *, width: int = 64, width_mult: 
         # transform_input: the Google weights expect inputs in [-1, 1]; this maps ImageNet-normalised ones there.
         return torchvision.models.inception_v3(num_classes=num_classes, aux_logits=True, init_weights=True,
                                                transform_input=True)
-    raise ValueError(f"unknown backbone {arch!r}: expected one of {', '.join(ARCHS)}")
+    raise ValueError(f"unknown backbone {arch!r}: expected one of {', '.join(BACKBONES)}")
 
 
 def _head_parent(model: nn.Module, arch: str) -> tuple[nn.Module, str]:

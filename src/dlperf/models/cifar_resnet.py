@@ -1,22 +1,21 @@
-"""ResNets for 32-px CIFAR images.
+"""ResNets for 32-px CIFAR images, by config name (:func:`cifar_model`).
 
 Two families, as the Optimus study uses them:
 
-* He et al. (2016, §4.2) CIFAR ResNets of depth 6n+2 (20, 32, 44, 56, 110): a 3x3 stem with 16 channels,
-  three stages of n basic blocks with 16/32/64 channels, global average pool, linear classifier.
+* He et al. (2016, §4.2) CIFAR ResNets of depth 6n+2 (20, 32, 44, 56, 110), defined here: a 3x3 stem with 16
+  channels, three stages of n basic blocks with 16/32/64 channels, global average pool, linear classifier.
   Shortcuts use **option A** (the paper's CIFAR choice): identity, and where the shape changes, stride-2
   subsampling plus zero-padding of the new channels, so shortcuts add no parameters. This gives the
   paper's parameter counts (ResNet-20 0.27 M, ResNet-56 0.85 M).
-* ImageNet-style ResNet-18 / ResNet-50 (torchvision's blocks) adapted to 32 px as is customary for CIFAR
-  (kuangliu/pytorch-cifar): a 3x3 stride-1 stem and no max-pool, so the last stage sees 4x4 maps. Their base
-  width (64 published) is a parameter: the embedded default uses a narrower net of the same depth.
+* ImageNet-style ResNet-18 / ResNet-50 (:mod:`dlperf.models.imagenet_resnet`, torchvision's blocks).
 """
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchvision.models.resnet import BasicBlock, Bottleneck
+
+from dlperf.models.archs import IMAGENET_STYLE, arch_depth
 
 
 class BasicBlockA(nn.Module):
@@ -74,71 +73,13 @@ class CifarResNet(nn.Module):
         return self.fc(x)
 
 
-class ImageNetStyleResNet(nn.Module):
-    """torchvision's ResNet topology (same block classes and module names, so torchvision's weights load strictly)
-    with a configurable base width (64 is the published one; a narrower net keeps the CPU default fast).
-
-    ``stem="cifar"``: a 3x3 stride-1 stem and no max-pool, for 32-px inputs; ``stem="imagenet"``: torchvision's
-    7x7 stride-2 convolution and 3x3 stride-2 max-pool.
-    """
-
-    def __init__(self, block, layers: list[int], num_classes: int = 10, width: int = 64, stem: str = "cifar"):
-        super().__init__()
-        if stem not in ("cifar", "imagenet"):
-            raise ValueError(f"unknown stem {stem!r}: expected cifar or imagenet")
-        self.inplanes = width
-        self.conv1 = (nn.Conv2d(3, width, 3, stride=1, padding=1, bias=False) if stem == "cifar"
-                      else nn.Conv2d(3, width, 7, stride=2, padding=3, bias=False))
-        self.maxpool = nn.Identity() if stem == "cifar" else nn.MaxPool2d(3, stride=2, padding=1)
-        self.bn1 = nn.BatchNorm2d(width)
-        self.layer1 = self._make_layer(block, width, layers[0], 1)
-        self.layer2 = self._make_layer(block, 2 * width, layers[1], 2)
-        self.layer3 = self._make_layer(block, 4 * width, layers[2], 2)
-        self.layer4 = self._make_layer(block, 8 * width, layers[3], 2)
-        self.fc = nn.Linear(8 * width * block.expansion, num_classes)
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-
-    def _make_layer(self, block, planes: int, blocks: int, stride: int) -> nn.Sequential:
-        downsample = None
-        if stride != 1 or self.inplanes != planes * block.expansion:
-            downsample = nn.Sequential(nn.Conv2d(self.inplanes, planes * block.expansion, 1, stride=stride, bias=False),
-                                       nn.BatchNorm2d(planes * block.expansion))
-        layers = [block(self.inplanes, planes, stride, downsample)]
-        self.inplanes = planes * block.expansion
-        layers += [block(self.inplanes, planes) for _ in range(1, blocks)]
-        return nn.Sequential(*layers)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.maxpool(F.relu(self.bn1(self.conv1(x))))
-        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
-        return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
-
-
-def resnet18_cifar(num_classes: int = 10, width: int = 64) -> nn.Module:
-    return ImageNetStyleResNet(BasicBlock, [2, 2, 2, 2], num_classes, width)
-
-
-def resnet50_cifar(num_classes: int = 10, width: int = 64) -> nn.Module:
-    return ImageNetStyleResNet(Bottleneck, [3, 4, 6, 3], num_classes, width)
-
-
-IMAGENET_STYLE = ("resnet18", "resnet50")  # the CIFAR models with a configurable base width
-
-
 def cifar_model(arch: str, num_classes: int = 10, width: int = 64) -> nn.Module:
     """Build a model from its config name: resnet<6n+2> (He et al.), resnet18, resnet50 (ImageNet-style, base
     ``width``)."""
-    if arch == "resnet18":
-        return resnet18_cifar(num_classes, width)
-    if arch == "resnet50":
-        return resnet50_cifar(num_classes, width)
+    if arch in IMAGENET_STYLE:
+        # torchvision (whose ops import torch._dynamo, seconds at start-up) only for the nets built from its blocks
+        from dlperf.models.imagenet_resnet import resnet18_cifar, resnet50_cifar
+        return (resnet18_cifar if arch == "resnet18" else resnet50_cifar)(num_classes, width)
     if arch.startswith("resnet") and arch[6:].isdigit():
-        return CifarResNet(int(arch[6:]), num_classes)
+        return CifarResNet(arch_depth(arch), num_classes)
     raise ValueError(f"unknown CIFAR architecture {arch!r}: expected resnet<6n+2>, resnet18 or resnet50")
-
-
-def arch_depth(arch: str) -> int:
-    """Depth (weight layers) named by an architecture string: resnet20 -> 20, resnet50 -> 50."""
-    return int(arch.removeprefix("resnet"))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Mapping
 
-from dlperf.models.cifar_resnet import IMAGENET_STYLE
+from dlperf.models.archs import IMAGENET_STYLE
 
 RUNS = "results/optimus/runs/{arch}-{device}-s{seed}"
 

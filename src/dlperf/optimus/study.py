@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from dlperf.models.cifar_resnet import arch_depth
+from dlperf.models.archs import arch_depth
 from dlperf.optimus.accuracy import fit_loss_to_accuracy, measured_epochs_to_accuracy, predicted_epochs_to_accuracy
 from dlperf.optimus.loss_model import fit_loss_curve, loss_curve
 from dlperf.optimus.regression import fit_beta_regression, regression_table

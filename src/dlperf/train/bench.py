@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from dlperf.atomic import write_csv
-from dlperf.models import cifar_model
+from dlperf.models.cifar_resnet import cifar_model
 from dlperf.flops.flops import model_flops_per_step
 from dlperf.flops.timing import synchronize
 from dlperf.provenance import Provenance

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Mapping
 
+from dlperf.models.archs import MIN_IMAGE_SIZE
 from dlperf.workflow import lr_label
 
 RUNS = "results/transfer/runs/{mode}-{backbone}-lr{lr}"
@@ -30,9 +31,9 @@ def check(t: Mapping, imagefolders: list[str]) -> None:
             raise ValueError(f"config {key}: {name!r} is not an ImageFolder dataset under data "
                              f"(have: {', '.join(imagefolders)})")
     for name, b in t["backbones"].items():
-        if b["arch"] == "inception_v3" and image_size(t, name) < 75:
-            raise ValueError(f"config transfer.backbones.{name}: inception_v3 needs image_size >= 75, "
-                             f"got {image_size(t, name)}")
+        if image_size(t, name) < MIN_IMAGE_SIZE[b["arch"]]:
+            raise ValueError(f"config transfer.backbones.{name}: {b['arch']} needs image_size >= "
+                             f"{MIN_IMAGE_SIZE[b['arch']]}, got {image_size(t, name)}")
 
 
 def pretrained(t: Mapping) -> list[str]:
