@@ -4,11 +4,13 @@ from pathlib import Path
 
 import torch
 
+from dlperf.data.imagefolder import SPLITS
 from dlperf.models.backbones import FrozenFeatures
 from dlperf.provenance import Provenance
 from dlperf.train.engine import select_device
 from dlperf.train.features import extract_features, save_cache
-from dlperf.transfer import SPLITS, backbone_from_file, target_images
+from dlperf.transfer.backbone import backbone_from_file
+from dlperf.transfer.training import target_images
 from dlperf.workflow import limit_threads, script_logging
 
 with script_logging(snakemake.log[0]):

@@ -4,11 +4,10 @@ import numpy as np
 import pandas as pd
 
 from dlperf.atomic import write_csv
-from dlperf.data.imagefolder import class_counts, load_imagefolder_split, scan_imagefolder
+from dlperf.data.imagefolder import SPLITS, class_counts, load_imagefolder_split, scan_imagefolder
 from dlperf.report.figures import class_distribution, sample_grid
 from dlperf.report.fidelity import of_job
 from dlperf.report.style import save_figure
-from dlperf.transfer import SPLITS
 from dlperf.workflow import script_logging
 
 SAMPLE_CLASSES, SAMPLES_PER_CLASS = 2, 4

@@ -1,7 +1,7 @@
 """An ImageNet weights file, verified by the download rule, checked to fit its backbone (rule:
 transfer_fetch_weights)."""
 from dlperf.atomic import atomic_copy
-from dlperf.transfer import backbone_from_file
+from dlperf.transfer.backbone import backbone_from_file
 from dlperf.workflow import script_logging
 
 with script_logging(snakemake.log[0]):

@@ -4,7 +4,8 @@ from pathlib import Path
 from dlperf.flops.flops import model_flops_per_step
 from dlperf.train.engine import TrainConfig, seed_everything, train
 from dlperf.train.job import TrainingJob
-from dlperf.transfer import backbone_from_file, target_images
+from dlperf.transfer.backbone import backbone_from_file
+from dlperf.transfer.training import target_images
 from dlperf.workflow import script_logging
 
 with script_logging(snakemake.log[0]):

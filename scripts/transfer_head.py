@@ -2,7 +2,7 @@
 from dlperf.train.engine import TrainConfig, train
 from dlperf.train.features import load_cache
 from dlperf.train.job import TrainingJob
-from dlperf.transfer import new_head
+from dlperf.transfer.training import new_head
 from dlperf.workflow import script_logging
 
 with script_logging(snakemake.log[0]):

@@ -5,7 +5,7 @@ from dlperf.flops.flops import model_flops_per_step
 from dlperf.models.backbones import build_backbone
 from dlperf.train.engine import TrainConfig, seed_everything, train
 from dlperf.train.job import TrainingJob
-from dlperf.transfer import target_images
+from dlperf.transfer.training import target_images
 from dlperf.workflow import script_logging
 
 with script_logging(snakemake.log[0]):

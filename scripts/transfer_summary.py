@@ -10,7 +10,7 @@ from dlperf.report.figures import learning_curves
 from dlperf.report.fidelity import of_job
 from dlperf.report.style import save_figure
 from dlperf.report.tables import write_table
-from dlperf.transfer import mark_winners
+from dlperf.transfer.summary import mark_winners
 from dlperf.workflow import script_logging
 
 SUMMARY_COLUMNS = ["mode", "lr", "best_val_acc", "final_test_acc", "epochs", "train_seconds", "device"]

@@ -13,7 +13,9 @@ from dlperf.provenance import Provenance, device_description
 from dlperf.report.tables import write_table
 from dlperf.train.engine import TrainConfig, seed_everything, train
 from dlperf.train.features import DeviceFeatures, extract_features
-from dlperf.transfer import backbone_from_file, epoch_seconds, head_features, new_head, target_images
+from dlperf.transfer.backbone import backbone_from_file, head_features
+from dlperf.transfer.summary import epoch_seconds
+from dlperf.transfer.training import new_head, target_images
 from dlperf.workflow import limit_threads, script_logging
 
 

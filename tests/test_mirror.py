@@ -20,7 +20,7 @@ from dlperf.data.cifar import read_cifar10, read_cifar100
 from dlperf.data.download import extract, file_checksum
 from dlperf.data.mirror_server import serving
 from dlperf.models.mobilenet_ssd import mobilenet_v1_ssd
-from dlperf.transfer import backbone_from_file
+from dlperf.transfer.backbone import backbone_from_file
 
 FULL = load_config("full.yaml")
 

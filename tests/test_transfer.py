@@ -23,7 +23,9 @@ from dlperf.models.backbones import FeatureClassifier, FrozenFeatures, build_bac
 from dlperf.train.engine import TrainConfig, train
 from dlperf.train.features import DeviceFeatures, extract_features
 from dlperf.train.schedule import Schedule
-from dlperf.transfer import backbone_from_file, mark_winners, new_head, target_images
+from dlperf.transfer.backbone import backbone_from_file
+from dlperf.transfer.summary import mark_winners
+from dlperf.transfer.training import new_head, target_images
 
 from conftest import load_config
 from http_fixture import serve_directory

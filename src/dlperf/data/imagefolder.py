@@ -15,6 +15,7 @@ from PIL import Image
 
 from dlperf.data.errors import DatasetFormatError
 
+SPLITS = ("train", "val", "test")  # the splits of a dataset in this layout, in the order they are read
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp"})
 
 
@@ -31,7 +32,7 @@ def _class_dirs(split_dir: Path) -> dict[str, Path]:
     return {p.name: p for p in split_dir.iterdir() if p.is_dir() and not p.name.startswith(".")}
 
 
-def scan_imagefolder(root: str | Path, splits: Sequence[str] = ("train", "val", "test")) -> ImageFolderIndex:
+def scan_imagefolder(root: str | Path, splits: Sequence[str] = SPLITS) -> ImageFolderIndex:
     """Index ``root/<split>/<class>/*`` for each split, checking that the splits agree on the classes.
 
     Only files with a known image extension count; a split without a folder for some class, or a class
