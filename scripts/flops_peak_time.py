@@ -2,7 +2,7 @@
 import pandas as pd
 
 from dlperf.atomic import write_csv
-from dlperf.flops.study import peak_time
+from dlperf.flops.summary import peak_time
 from dlperf.report.tables import write_table
 from dlperf.workflow import script_logging
 

@@ -4,7 +4,7 @@ from pathlib import Path
 import pandas as pd
 
 from dlperf.atomic import write_csv
-from dlperf.flops.study import SUMMARY_COLUMNS, summary_from_layers
+from dlperf.flops.summary import SUMMARY_COLUMNS, summary_from_layers
 from dlperf.report.tables import write_table
 from dlperf.workflow import script_logging
 

@@ -11,7 +11,8 @@ import yaml
 from conftest import ROOT, copy_run, load_config, snakemake
 
 from dlperf.flops.census import PUBLISHED, census
-from dlperf.flops.study import model_layers, peak_time
+from dlperf.flops.study import model_layers
+from dlperf.flops.summary import peak_time
 from dlperf.report.claims import (FAIL, NOT_COMPARABLE, PASS, check_claims, claim_files, load_ledger,
                                   regenerate, scorecard_values, settings_read)
 

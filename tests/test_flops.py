@@ -6,13 +6,8 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from dlperf.flops.flops import (
-    count_layers,
-    layers_table,
-    model_flops_per_step,
-    summarize,
-    torchvision_model,
-)
+from dlperf.flops.flops import count_layers, layers_table, model_flops_per_step, summarize
+from dlperf.flops.study import torchvision_model
 
 # Conv2d(3, 8, 3, padding=1) on 1x3x16x16: every one of 8x16x16 outputs sums 3x3x3 products.
 CONV_MACS = 8 * 16 * 16 * (3 * 3 * 3)  # 55 296

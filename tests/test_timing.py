@@ -144,7 +144,8 @@ def test_cuda_peak_is_at_least_a_teraflop_and_the_gpu_has_a_name():
 def test_cuda_peak_is_above_what_tf32_convolutions_and_bf16_training_reach():
     """The peak covers the kernels models run on: a VGG-16 forward pass in FP32 (its convolutions on TF32 tensor
     cores) and in bf16 autocast stays below it."""
-    from dlperf.flops.flops import summarize, torchvision_model
+    from dlperf.flops.flops import summarize
+    from dlperf.flops.study import torchvision_model
 
     kernels = peak_kernels("cuda")
     assert {"torch.mm", "torch.mm bf16"} < set(kernels) and any(k.startswith("cudnn conv") for k in kernels)

@@ -33,7 +33,6 @@ from typing import Iterator, Sequence
 
 import pandas as pd
 import torch
-import torchvision
 from torch import nn
 from torch.utils._pytree import tree_leaves
 from torch.utils.flop_counter import FlopCounterMode
@@ -51,9 +50,6 @@ _ELEMENTWISE_TUPLE = (aten._native_batch_norm_legit_no_training, aten._native_ba
                       aten.max_pool2d_with_indices, aten.max_pool3d_with_indices, aten.adaptive_max_pool2d)
 """Same, for ops returning (output, statistics or indices): only the first output counts."""
 _ELEMENTWISE = frozenset(_ELEMENTWISE_SINGLE + _ELEMENTWISE_TUPLE)
-
-TORCHVISION_MODELS = ("vgg16", "vgg19", "googlenet", "resnet50")
-
 
 @dataclass(frozen=True)
 class LayerCount:
@@ -259,15 +255,3 @@ def model_flops_per_step(model: nn.Module, input_shape: Sequence[int], batch: in
     """
     layers = count_layers(model, (batch, *input_shape), backward=True)
     return float(sum(layer.flops_fwd_bwd for layer in layers))
-
-
-def torchvision_model(name: str) -> nn.Module:
-    """An untrained torchvision model as Lu et al. profile it: GoogLeNet without auxiliary heads.
-
-    Built on the current default device, so ``with torch.device("meta"):`` gives a free one to count.
-    """
-    if name not in TORCHVISION_MODELS:
-        raise ValueError(f"unknown model {name!r}; expected one of {TORCHVISION_MODELS}")
-    if name == "googlenet":
-        return torchvision.models.googlenet(weights=None, aux_logits=False, init_weights=False)
-    return getattr(torchvision.models, name)(weights=None)

@@ -1,18 +1,32 @@
-"""The FLOP / roofline (PALEO) study: per-layer tables, the peak-throughput model, measured percent of peak.
+"""The FLOP / roofline (PALEO) study's torchvision models: per-layer tables and measured percent of peak.
 
 Conventions: FLOPs = ``flop_per_mac`` × multiply-accumulates of conv and linear layers (PALEO: 2, bias and
 element-wise work excluded); "peak" is a device's FP32 peak FLOP/s; percent of peak (PPP) is achieved FLOP/s
-divided by peak.
+divided by peak. The tables made from these, without a model, are :mod:`dlperf.flops.summary`'s.
 """
 from __future__ import annotations
 
 import pandas as pd
 import torch
+import torchvision
+from torch import nn
 
-from dlperf.flops.flops import count_layers, layers_table, summarize, torchvision_model
+from dlperf.flops.flops import count_layers, layers_table, summarize
 from dlperf.flops.timing import time_forward, time_layers
 
-SUMMARY_COLUMNS = ["model", "params", "gmacs", "gflops", "conv_share"]
+TORCHVISION_MODELS = ("vgg16", "vgg19", "googlenet", "resnet50")
+
+
+def torchvision_model(name: str) -> nn.Module:
+    """An untrained torchvision model as Lu et al. profile it: GoogLeNet without auxiliary heads.
+
+    Built on the current default device, so ``with torch.device("meta"):`` gives a free one to count.
+    """
+    if name not in TORCHVISION_MODELS:
+        raise ValueError(f"unknown model {name!r}; expected one of {TORCHVISION_MODELS}")
+    if name == "googlenet":
+        return torchvision.models.googlenet(weights=None, aux_logits=False, init_weights=False)
+    return getattr(torchvision.models, name)(weights=None)
 
 
 def model_layers(name: str, image_size: int, flop_per_mac: int) -> tuple[pd.DataFrame, dict]:
@@ -22,18 +36,6 @@ def model_layers(name: str, image_size: int, flop_per_mac: int) -> tuple[pd.Data
     s = summarize(layers)
     return table, {"model": name, "params": int(s["params"]), "gmacs": s["macs"] / 1e9, "gflops": s["flops"] / 1e9,
                    "conv_share": s["conv_share"]}
-
-
-def peak_time(summary: pd.DataFrame, peaks_tflops: dict[str, float], models: list[str]) -> pd.DataFrame:
-    """PALEO's lower bound on inference time at batch 1: t = FLOPs / peak, and the images/s it allows."""
-    rows = []
-    for model in models:
-        gflops = float(summary.loc[summary.model == model, "gflops"].iloc[0])
-        for device, tflops in peaks_tflops.items():
-            seconds = gflops / (tflops * 1e3)
-            rows.append({"model": model, "device": device, "peak_tflops": tflops, "gflops": gflops,
-                         "time_ms": 1e3 * seconds, "images_per_s": 1 / seconds})
-    return pd.DataFrame(rows)
 
 
 def measure(name: str, batch: int, image_size: int, device: torch.device, flop_per_mac: int, peak_flops: float,
@@ -52,11 +54,3 @@ def measure(name: str, batch: int, image_size: int, device: torch.device, flop_p
             "forward_p90_ms": 1e3 * forward.p90_s, "layer_sum_ms": 1e3 * sum(t for _, t in layers),
             "n_layers": len(layers), "achieved_tflops": achieved / 1e12, "peak_tflops": peak_flops / 1e12,
             "ppp": achieved / peak_flops}
-
-
-def summary_from_layers(name: str, layers: pd.DataFrame) -> dict:
-    """summary.csv's row from a per-layer table (conv share: conv MACs over all counted MACs)."""
-    macs = layers.macs.sum()
-    conv = layers.loc[layers.type.str.startswith("Conv"), "macs"].sum()
-    return {"model": name, "params": int(layers.params.sum()), "gmacs": macs / 1e9,
-            "gflops": layers.flops.sum() / 1e9, "conv_share": conv / macs}
