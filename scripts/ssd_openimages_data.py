@@ -3,7 +3,7 @@
 import json
 from pathlib import Path
 
-from dlperf.detection.study import prepare_openimages
+from dlperf.detection.datasets import prepare_openimages
 from dlperf.workflow import script_logging
 
 with script_logging(snakemake.log[0]):

@@ -17,7 +17,8 @@ from dlperf.data.voc import VOC_DIR, VOCDataset
 from dlperf.detection import transforms
 from dlperf.detection.evaluate import checkpoint_num_classes, load_ssd, predict_dataset
 from dlperf.detection.predictor import Predictor
-from dlperf.detection.study import ap_frame, comparison_frame, prepare_openimages, prepare_voc, read_ap_csv
+from dlperf.detection.datasets import prepare_openimages, prepare_voc
+from dlperf.detection.study import ap_frame, comparison_frame, read_ap_csv
 from dlperf.detection.train import SSDTrainConfig, TrainingSet, param_groups, schedule_factor, train_ssd
 from dlperf.detection.voc_eval import VOCResult
 from dlperf.models.mobilenet_ssd import mobilenet_v1_ssd
