@@ -20,19 +20,9 @@ import torch
 from google.protobuf import text_format
 
 from dlperf.detection.predictor import Predictor
-from dlperf.export import (
-    ParityError,
-    docstrings_markdown,
-    export_onnx,
-    graph_dot,
-    model_config,
-    parity_check,
-    parse_model_config,
-    render_svg,
-    write_model_repository,
-)
-from dlperf.export.net_drawer import docstring_url, main as net_drawer_main
-from dlperf.export.onnx_export import STACK_TRACE_KEY, external_data_files
+from dlperf.export.net_drawer import docstring_url, docstrings_markdown, graph_dot, main as net_drawer_main, render_svg
+from dlperf.export.onnx_export import STACK_TRACE_KEY, ParityError, export_onnx, external_data_files, parity_check
+from dlperf.export.triton import model_config, parse_model_config, write_model_repository
 from dlperf.models.mobilenet_ssd import mobilenet_v1_ssd
 from dlperf.serve import KServeClient, OrtServerClient
 from dlperf.serve.bench import load_test

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from conftest import load_config
-from dlperf.export import parse_model_config
+from dlperf.export.triton import parse_model_config
 from dlperf.serve import OrtServerClient
 
 pytestmark = pytest.mark.slow  # every test reads the embedded run (the `workflow` fixture)

@@ -3,21 +3,9 @@
 * :mod:`.onnx_export`: ``torch.onnx.export(dynamo=True)`` to one self-contained file with a dynamic batch axis,
   each node's PyTorch stack trace copied into its ``doc_string``, and the parity check against PyTorch;
 * :mod:`.net_drawer`: onnx's ``net_drawer`` (removed in onnx 1.23) with the same output conventions;
-* :mod:`.triton`: ``config.pbtxt`` in Triton's ModelConfig text format and the repository layout.
-"""
-from .net_drawer import docstrings_markdown, graph_dot, render_svg
-from .onnx_export import ParityError, copy_stack_traces, export_onnx, parity_check
-from .triton import model_config, parse_model_config, write_model_repository
+* :mod:`.triton`: ``config.pbtxt`` in Triton's ModelConfig text format and the repository layout;
+* :mod:`.detector`: the trained detector and the images it is exported and checked on.
 
-__all__ = [
-    "ParityError",
-    "copy_stack_traces",
-    "docstrings_markdown",
-    "export_onnx",
-    "graph_dot",
-    "model_config",
-    "parity_check",
-    "parse_model_config",
-    "render_svg",
-    "write_model_repository",
-]
+Only :mod:`.onnx_export` and :mod:`.detector` import torch: a job that draws a graph or lays out a repository
+imports the module it uses, not this package's whole.
+"""
