@@ -79,8 +79,10 @@ rule depth_summary:
 rule depth_grad_flow:
     input:
         grad_flow=[f"{run}/grad_flow.csv" for run in depth_plan.runs(DEPTH)],
+        provenance=[f"{run}/provenance.json" for run in depth_plan.runs(DEPTH)],
     output:
         csv="results/depth/grad_flow.csv",
+        ratios="results/depth/grad_ratio.csv",
         figure=report(
             "results/depth/figures/grad_flow.pdf",
             caption="../report/captions/depth_grad_flow.rst",
@@ -103,7 +105,7 @@ rule depth_grad_flow:
 rule depth_values:
     input:
         summary=rules.depth_summary.output.csv,
-        grad_flow=rules.depth_grad_flow.output.csv,
+        grad_ratio=rules.depth_grad_flow.output.ratios,
         runs=[f"{run}/provenance.json" for run in depth_plan.runs(DEPTH)],
         dataset="resources/data/cifar100",
         provenance=[*(f"{run}/provenance.json" for run in depth_plan.runs(DEPTH)), "resources/data/cifar100"],

@@ -121,3 +121,17 @@ def test_recorder_csv_round_trips(tmp_path):
     recorder(0, model)
     recorder.write_csv(tmp_path / "grad_flow.csv")
     pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "grad_flow.csv"), recorder.to_frame())
+
+
+def test_the_gradient_ratio_is_the_first_layers_mean_grad_over_the_last_layers_in_the_first_recorded_epoch():
+    from dlperf.depth.gradients import gradient_ratios
+
+    flow = pd.DataFrame({"run": ["a"] * 6 + ["b"] * 2,
+                         "step": [0, 0, 10, 10, 20, 20, 0, 0],
+                         "layer": ["in", "out"] * 4,
+                         "mean_abs_grad": [1e-9, 1.0, 3e-9, 1.0, 5.0, 1.0, 0.5, 0.25],
+                         "epoch": [1, 1, 1, 1, 2, 2, 1, 1]})
+    table = gradient_ratios(flow, {"a": {"model": "vgg38", "lr": 1e-3}, "b": {"model": "vgg08", "lr": 1e-3}})
+    assert table.run.tolist() == ["a", "b"]
+    assert table.ratio.tolist() == pytest.approx([2e-9, 2.0])   # epoch 2's record of run a is left out
+    assert table.model.tolist() == ["vgg38", "vgg08"]

@@ -18,13 +18,13 @@ DEPTH_LABELS = {"vgg08": "VGG-08", "vgg38": "VGG-38", "vgg38_bn": "VGG-38 BN", "
 COURSEWORK_FILTERS = 32
 
 
-def depth_values(*, summary: pd.DataFrame, grad_flow: pd.DataFrame, runs: Mapping[str, Mapping],
+def depth_values(*, summary: pd.DataFrame, grad_ratio: pd.DataFrame, runs: Mapping[str, Mapping],
                  dataset: Mapping) -> dict[str, object]:
     """Macros of the depth section.
 
-    ``summary`` is results/depth/summary.csv (accuracies in %), ``grad_flow`` the per-layer records of every run,
-    ``runs`` every run's provenance.json, ``dataset`` the CIFAR-100 directory's. The gradient ratio of a run is its first weight layer's mean |grad| over
-    its last layer's, averaged over the first recorded epoch; ``GradLogRatio`` is its log10.
+    ``summary`` is results/depth/summary.csv (accuracies in %), ``grad_ratio`` results/depth/grad_ratio.csv (each
+    run's first over last layer's mean |grad| in its first recorded epoch, :mod:`dlperf.depth.gradients`), ``runs``
+    every run's provenance.json, ``dataset`` the CIFAR-100 directory's. ``GradLogRatio`` is a ratio's log10.
     """
     from dlperf.models.vgg_mlp import vgg_mlp_from_name  # torch only where the depth section is reported
 
@@ -66,10 +66,6 @@ def depth_values(*, summary: pd.DataFrame, grad_flow: pd.DataFrame, runs: Mappin
             macro_name("ValAccuracy", *key): fixed(row.val_acc, 1),
             macro_name("TestAccuracy", *key): fixed(row.test_acc, 1),
         }
-    settings = {r["run"]: r["config"]["depth"]["run"] for r in runs.values()}   # run name -> its model and lr
-    for run, df in grad_flow.groupby("run", sort=False):
-        model, lr = settings[run]["model"], lr_label(settings[run]["lr"])
-        first_epoch = df[df.epoch == df.epoch.min()]
-        per_layer = first_epoch.groupby("layer", sort=False).mean_abs_grad.mean()
-        values[macro_name("GradLogRatio", model, "lr", lr)] = fixed(math.log10(per_layer.iloc[0] / per_layer.iloc[-1]), 1)
+    for row in grad_ratio.itertuples():
+        values[macro_name("GradLogRatio", row.model, "lr", lr_label(row.lr))] = fixed(math.log10(row.ratio), 1)
     return {macro_name("depth", key): value for key, value in values.items()}
