@@ -22,8 +22,9 @@ main(sys.argv[1:])
 
 
 def modules_of_a_dry_run(tmp_path, *args) -> set[str]:
+    """Every module a dry run imports, planning every job (--forceall) whatever results exist already."""
     record = tmp_path / "modules.txt"
-    out = subprocess.run([sys.executable, "-c", RECORD_IMPORTS, str(record), "-n", "--cores", "1", *args],
+    out = subprocess.run([sys.executable, "-c", RECORD_IMPORTS, str(record), "-n", "--forceall", "--cores", "1", *args],
                          cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     return set(record.read_text().split())
