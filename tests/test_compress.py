@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from dlperf.compress.distill import DistillationLoss, distillation_loss
-from dlperf.compress.evaluation import load_classifier
+from dlperf.compress.evaluation import load_classifier, paired_eager_latency
 from dlperf.compress.pruning import (
     check_masks_kept,
     make_permanent,
@@ -358,3 +358,23 @@ def test_the_report_values_come_from_the_results_the_fixture_writes(tmp_path):
     assert macros["CompressKdBetter"] == "yes" and macros["CompressKdGain"] == "1.5"
     assert macros["CompressHasControl"] == "yes" and macros["CompressRetrainedAccuracySNinety"] == "41.1"
     assert all(name.startswith("Compress") and name.isalpha() for name in macros)
+
+
+def test_paired_latency_times_each_model_in_turns_and_leaves_the_models_untouched():
+    calls = []
+
+    class Recorder(nn.Module):
+        def __init__(self, name):
+            super().__init__()
+            self.name = name
+            self.scale = nn.Parameter(torch.ones(1))
+
+        def forward(self, x):
+            calls.append(self.name)
+            return x * self.scale
+
+    models = {"dense": Recorder("dense"), "pruned": Recorder("pruned")}
+    timings = paired_eager_latency(models, 2, warmup=2, repeats=3)
+    assert calls == ["dense", "dense", "pruned", "pruned"] + ["dense", "pruned"] * 3
+    assert {name: len(t.samples) for name, t in timings.items()} == {"dense": 3, "pruned": 3}
+    assert all(m.training for m in models.values())   # timed on copies: the callers' modules keep their mode

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import copy
 import os
+from typing import Mapping
 
 import torch
 from torch import nn
@@ -40,6 +41,24 @@ def time_eager(model: nn.Module, images: torch.Tensor, *, warmup: int, repeats: 
     model = model.eval()
     with torch.inference_mode():
         return time_callable(lambda: model(images), warmup=warmup, repeats=repeats, device=images.device)
+
+
+def paired_eager_latency(models: Mapping[str, nn.Module], batch_size: int, *, warmup: int,
+                         repeats: int) -> dict[str, TimingResult]:
+    """Eager CPU latency of several models, measured in turns (A B A B …, after each one's warm-up), so that what
+    the machine does meanwhile (another job, a clock change) weighs on each alike: their ratio is then a property
+    of the models, not of when each was timed."""
+    cpu_models = {name: copy.deepcopy(model).cpu().eval() for name, model in models.items()}
+    images = latency_images(batch_size)
+    samples: dict[str, list[float]] = {name: [] for name in cpu_models}
+    with torch.inference_mode():
+        for model in cpu_models.values():
+            for _ in range(warmup):
+                model(images)
+        for _ in range(repeats):
+            for name, model in cpu_models.items():
+                samples[name] += time_callable(lambda: model(images), warmup=0, repeats=1, device="cpu").samples
+    return {name: TimingResult.of(times) for name, times in samples.items()}
 
 
 def eager_latency(model: nn.Module, batch_size: int, *, warmup: int, repeats: int) -> TimingResult:
