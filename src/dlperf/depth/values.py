@@ -8,6 +8,7 @@ from typing import Mapping
 
 import pandas as pd
 
+from dlperf.models.vgg_mlp import vgg_mlp_from_name
 from dlperf.report.latex import macro_name
 from dlperf.report.values import count, fixed, plain, significant
 from dlperf.workflow import lr_label
@@ -26,8 +27,6 @@ def depth_values(*, summary: pd.DataFrame, grad_ratio: pd.DataFrame, runs: Mappi
     run's first over last layer's mean |grad| in its first recorded epoch, :mod:`dlperf.depth.gradients`), ``runs``
     every run's provenance.json, ``dataset`` the CIFAR-100 directory's. ``GradLogRatio`` is a ratio's log10.
     """
-    from dlperf.models.vgg_mlp import vgg_mlp_from_name  # torch only where the depth section is reported
-
     d = next(iter(runs.values()))["config"]["depth"]
     train = d["train"]
     classes = dataset["classes"]
