@@ -240,6 +240,7 @@ rule transfer_summary:
         caches=expand(
             "results/transfer/cache/{backbone}.provenance.json", backbone=TRANSFER["backbone_comparison"]["backbones"]
         ),
+        classes=rules.transfer_describe.output.classes,
     output:
         summary="results/transfer/summary.csv",
         table=report(
