@@ -232,3 +232,14 @@ def test_cifar_resnet_parameter_counts_match_he_et_al():
     assert cifar_model("resnet50")(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
     with pytest.raises(ValueError, match="6n\\+2"):
         cifar_model("resnet21")
+
+
+@pytest.mark.parametrize(("arch", "blocks"), [("resnet20", 9), ("resnet50", 16)])
+def test_zero_init_residual_zeroes_the_last_batchnorm_scale_of_every_residual_branch_and_nothing_else(arch, blocks):
+    from dlperf.models.cifar_resnet import zero_init_residual
+
+    model = zero_init_residual(cifar_model(arch, width=8))
+    zeroed = [name for name, m in model.named_modules()
+              if isinstance(m, torch.nn.BatchNorm2d) and not m.weight.any()]
+    assert len(zeroed) == blocks
+    assert all(name.endswith("bn3" if arch == "resnet50" else "bn2") for name in zeroed)

@@ -83,3 +83,14 @@ def cifar_model(arch: str, num_classes: int = 10, width: int = 64) -> nn.Module:
     if arch.startswith("resnet") and arch[6:].isdigit():
         return CifarResNet(arch_depth(arch), num_classes)
     raise ValueError(f"unknown CIFAR architecture {arch!r}: expected resnet<6n+2>, resnet18 or resnet50")
+
+
+def zero_init_residual(model: nn.Module) -> nn.Module:
+    """Zero the scale of the last BatchNorm of every residual branch (Goyal et al. 2017, torchvision's
+    ``zero_init_residual``): each block then starts as its shortcut, and a deep network trains from its first step
+    like a shallow one. Covers the He blocks here and torchvision's BasicBlock and Bottleneck; ``model``."""
+    for block in model.modules():
+        last = getattr(block, "bn3", None) if hasattr(block, "conv3") else getattr(block, "bn2", None)
+        if last is not None and hasattr(block, "conv2"):
+            nn.init.zeros_(last.weight)
+    return model

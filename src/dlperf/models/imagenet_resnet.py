@@ -60,11 +60,3 @@ def resnet18_cifar(num_classes: int = 10, width: int = 64) -> nn.Module:
 
 def resnet50_cifar(num_classes: int = 10, width: int = 64) -> nn.Module:
     return ImageNetStyleResNet(Bottleneck, [3, 4, 6, 3], num_classes, width)
-
-
-def resnet18_cifar(num_classes: int = 10, width: int = 64) -> nn.Module:
-    return ImageNetStyleResNet(BasicBlock, [2, 2, 2, 2], num_classes, width)
-
-
-def resnet50_cifar(num_classes: int = 10, width: int = 64) -> nn.Module:
-    return ImageNetStyleResNet(Bottleneck, [3, 4, 6, 3], num_classes, width)
