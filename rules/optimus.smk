@@ -31,7 +31,7 @@ rule optimus_train:
         train=OPTIMUS["train"],
         n_train=OPTIMUS["n_train"],
         width=lambda wildcards: optimus_plan.imagenet_width(OPTIMUS, wildcards.arch),
-        zero_init_residual=OPTIMUS["zero_init_residual"],
+        zero_init_residual=lambda wildcards: wildcards.arch in OPTIMUS["zero_init_residual"],
         accelerator=accelerator_of,
         # Resumable state lives beside the declared outputs: Snakemake deletes outputs, not this, before a rerun.
         state_dir=f"{OPTIMUS_RUNS}/resume",

@@ -40,7 +40,7 @@ def test_a_sweep_run_knows_its_exact_learning_rate_and_an_unknown_label_is_an_er
     with pytest.raises(ValueError, match="no finetune run at lr 7e-1"):
         transfer_plan.run_lr(t, "finetune", "7e-1")
     d = config()["depth"]
-    assert depth_plan.run_lr(d, "vgg38_bn", "1e-2") == 0.01
+    assert depth_plan.run_lr(d, "vgg38_bn_rc", "1e-2") == 0.01
 
 
 def test_only_the_soft_target_student_reads_the_temperature_and_alpha():
