@@ -110,6 +110,16 @@ def test_a_setting_that_differs_from_the_protocol_is_named():
     assert (row.status, row.note) == (NOT_COMPARABLE, "scale is 'embedded', the protocol needs 'full'")
 
 
+def test_a_claim_whose_protocol_does_not_hold_may_name_a_row_this_config_does_not_make():
+    pruning = pd.DataFrame({"sparsity": [0.0, 0.9], "v": [0.9, 0.6]})   # the rehearsal prunes to 0.9 only
+    half = claim(comparable_when={"scale": ["embedded", "full"]}, result={"row": {"sparsity": 0.5}})
+    row = check_claims([half], {"scale": "rehearsal"}, ["flops"], {"results/flops/t.csv": pruning}).iloc[0]
+    assert row.status == NOT_COMPARABLE and math.isnan(row.regenerated)
+    assert row.note == "scale is 'rehearsal', the protocol needs 'embedded' or 'full'"
+    with pytest.raises(ValueError, match="0 cells match"):   # where the protocol holds, the cell must exist
+        check_claims([half], {"scale": "full"}, ["flops"], {"results/flops/t.csv": pruning})
+
+
 def test_seconds_to_is_the_first_time_any_run_reaches_the_threshold_and_never_reached_is_not_comparable():
     result = {"file": "f", "column": "test_acc", "reduce": "seconds_to", "threshold": 0.94, "factor": 1, "row": {}}
     slow = pd.DataFrame({"test_acc": [0.5, 0.95, 0.96], "wall_seconds": [10.0, 20.0, 30.0]})

@@ -240,9 +240,16 @@ def check_claim(claim: Mapping, settings: Mapping, frames: Mapping[str, pd.DataF
            "source": claim["source"], "protocol": claim["protocol"]}
     if frames is None:
         return {**row, "status": NOT_COMPARABLE, "note": f"the {study_of(claim)} study is not in this config"}
-    regenerated, unreached = regenerate_result(claim["result"], settings, frames)
-    row["regenerated"] = regenerated
     unmet = _not_met(claim, settings)
+    try:
+        regenerated, unreached = regenerate_result(claim["result"], settings, frames)
+    except ValueError:
+        # A claim whose protocol does not hold here may name cells this config does not make (a sparsity the
+        # rehearsal does not prune to): it is not comparable, with no value. Where it holds, the cells must exist.
+        if not unmet:
+            raise
+        regenerated, unreached = math.nan, ""
+    row["regenerated"] = regenerated
     if unmet:
         return {**row, "status": NOT_COMPARABLE, "note": "; ".join(unmet)}
     if math.isnan(regenerated):
