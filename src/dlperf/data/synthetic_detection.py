@@ -20,10 +20,10 @@ so a class is seen at a glance yet is still a texture in a shape, not a flat pat
 """
 from __future__ import annotations
 
+import colorsys
 import csv
 import os
 import xml.etree.ElementTree as ET
-import colorsys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -52,7 +52,7 @@ DIFFICULT_OPACITY = 0.4
 BACKGROUND_GRID = 4  # the background is bilinearly interpolated from 4x4 random colours
 BACKGROUND_SATURATION = 0.3  # background colours keep this much of their difference from grey
 HUE_SATURATION = 0.85
-TEXTURE_SHADING = 0.6  # a tinted texture's brightness spans (1 - TEXTURE_SHADING) to 1 of its colour's
+TEXTURE_SHADING = 0.6  # a tinted texture's brightness spans (1 - TEXTURE_SHADING) to 1 of its hue's
 PIXEL_NOISE = 0.06  # std of the white noise over the whole scene, on a [0, 1] scale
 JPEG_QUALITY = 90
 DEFAULT_SIZE = 160
@@ -92,9 +92,9 @@ def _shape_mask(shape: str, height: int, width: int) -> np.ndarray:
     return inside.astype(np.float32)
 
 
-def _tinted(texture: np.ndarray, hue: float, brightness: float) -> np.ndarray:
-    """``texture`` (float [H, W, 3] in [0, 1]) as shades of one colour: its luminance sets the brightness."""
-    colour = np.array(colorsys.hsv_to_rgb(hue, HUE_SATURATION, brightness), np.float32)
+def _tinted(texture: np.ndarray, hue: float) -> np.ndarray:
+    """``texture`` (float [H, W, 3] in [0, 1]) as shades of one hue: its luminance sets the brightness."""
+    colour = np.array(colorsys.hsv_to_rgb(hue, HUE_SATURATION, 1.0), np.float32)
     luminance = texture @ np.array([0.299, 0.587, 0.114], np.float32)
     return colour * (1 - TEXTURE_SHADING + TEXTURE_SHADING * luminance)[..., None]
 
@@ -113,12 +113,12 @@ class _SceneRenderer:
     """Draws scenes of a fixed class list; textures are made once, in the global prototype id space."""
 
     def __init__(self, prototype_ids: Sequence[int], shapes: Sequence[str], size: int,
-                 colours: Sequence[tuple[float, float]] | None = None):
+                 hues: Sequence[float] | None = None):
         if size < MIN_SIZE:
             raise ValueError(f"size must be at least {MIN_SIZE} px, got {size}")
         textures = [class_prototype(pid, PROTOTYPE_SIZE) for pid in prototype_ids]
-        if colours is not None:   # (hue, brightness) per class
-            textures = [_tinted(texture, *colour) for texture, colour in zip(textures, colours)]
+        if hues is not None:
+            textures = [_tinted(texture, hue) for texture, hue in zip(textures, hues)]
         self.textures = [Image.fromarray((texture * 255 + 0.5).astype(np.uint8)) for texture in textures]
         self.shapes = list(shapes)
         self.size = size
@@ -221,7 +221,7 @@ def synthesize_voc(
         [VOC_PROTOTYPE_OFFSET + k for k in range(len(VOC_CLASSES))],
         [VOC_SHAPES[k % len(VOC_SHAPES)] for k in range(len(VOC_CLASSES))],
         size,
-        colours=[(k / len(VOC_CLASSES), 1.0) for k in range(len(VOC_CLASSES))],   # (hue, brightness)
+        hues=[k / len(VOC_CLASSES) for k in range(len(VOC_CLASSES))],
     )
     directory = Path(root) / VOC_DIR
     with atomic_dir(directory) as tmp:
