@@ -11,6 +11,10 @@ CONDA_ENV = "../envs/dlperf.yaml"
 # The cores of this machine: the threads of a job that must run alone (a benchmark); a local run caps it at --cores.
 MACHINE_CORES = available_cores()
 
+# Snakemake starts the ready job of highest priority first. The longest training runs go first, so that the short
+# jobs fill the cores around them instead of leaving one long run alone at the end (longest-first scheduling).
+LONGEST_FIRST = {"depth": 30, "ssd": 20, "optimus": 10}
+
 # Every study, in the order its rules are included (a study's rules may use an earlier study's outputs).
 STUDIES = ("flops", "optimus", "depth", "transfer", "ssd", "serve", "compress")
 # Studies that cannot run without another: the compress study prunes, quantizes and distils the Optimus study's

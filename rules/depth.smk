@@ -26,6 +26,7 @@ rule depth_train:
         model="vgg[0-9]+(_bn)?(_rc)?",
     conda:
         CONDA_ENV
+    priority: LONGEST_FIRST["depth"]
     threads: config["threads"]
     resources:
         gpu=gpu_count(DEPTH["device"]),

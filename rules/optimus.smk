@@ -22,6 +22,7 @@ rule optimus_train:
         "benchmarks/optimus/train_{arch}-{device}-s{seed}.tsv"
     conda:
         CONDA_ENV
+    priority: LONGEST_FIRST["optimus"]
     threads: config["threads"]
     resources:
         gpu=gpu_slots,

@@ -101,6 +101,7 @@ rule ssd_pretrain_voc:
         "benchmarks/ssd/pretrain_voc.tsv"
     conda:
         CONDA_ENV
+    priority: LONGEST_FIRST["ssd"]
     threads: config["threads"]
     resources:
         gpu=gpu_count(SSD_DEVICE),

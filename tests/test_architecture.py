@@ -66,7 +66,8 @@ EDITS = {
     "ssd.eval.prob_threshold": (lambda c: c["ssd"]["eval"].update(prob_threshold=0.05), "ssd_eval_openimages",
                                 set()),
     "transfer.timing.epochs": (lambda c: c["transfer"]["timing"].update(epochs=2), "transfer_timing", set()),
-    "depth.train.epochs": (lambda c: c["depth"]["train"].update(epochs=5), "depth_summary", {"depth_train"}),
+    "depth.train.epochs": (lambda c: c["depth"]["train"].update(epochs=c["depth"]["train"]["epochs"] + 1), "depth_summary",
+                           {"depth_train"}),
 }
 
 
