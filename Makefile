@@ -12,13 +12,17 @@ CORES ?= all
 SNAKEMAKE_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: help setup system run test rehearse bench dryrun-full clean
+ESTIMATE_CONFIG ?= config/full.yaml
+ESTIMATE_ARGS ?=
+
+.PHONY: help setup system run test rehearse bench estimate dryrun-full clean
 
 help:
 	@echo "make run    set up and run the workflow on the embedded default (results/)"
 	@echo "make test   set up and run the test suite"
 	@echo "make rehearse  the full config at real model sizes on a loopback mirror of its downloads (CPU)"
 	@echo "make bench  training-engine throughput vs a plain PyTorch loop"
+	@echo "make estimate  the full config's cost on this machine, from a short calibration (ESTIMATE_CONFIG=...)"
 
 ## Python environment: rebuilt only when pyproject.toml changes.
 $(STAMP): pyproject.toml
@@ -50,6 +54,11 @@ rehearse: setup
 
 bench: setup
 	$(BIN)/python -m dlperf.train.bench
+
+## What a run of ESTIMATE_CONFIG would cost here: device-hours per study, from a few timed steps of each model.
+## ESTIMATE_ARGS="--devices 4" for 4 GPUs; "--compare benchmarks" beside a finished run's measured times.
+estimate: setup
+	$(BIN)/python -m dlperf.estimate --configfile $(ESTIMATE_CONFIG) $(ESTIMATE_ARGS)
 
 dryrun-full: setup
 	$(BIN)/snakemake -n --configfile config/full.yaml

@@ -5,7 +5,7 @@ import re
 from pathlib import Path
 
 import dlperf.report.claims as claims_ledger
-from dlperf.workflow import available_cores
+from dlperf.workflow import TIMING_RULES, available_cores  # TIMING_RULES: threads MACHINE_CORES
 
 CONDA_ENV = "../envs/dlperf.yaml"
 # The cores of this machine: the threads of a job that must run alone (a benchmark); a local run caps it at --cores.
@@ -180,6 +180,16 @@ def gpu_count(label):
 
 def gpu_slots(wildcards):
     return gpu_count(wildcards.device)
+
+
+def gpu_pack(label):
+    """How many training jobs share one GPU of a CUDA label (`devices.<label>.pack`); 1 on a CPU label."""
+    entry = config["devices"][label]
+    return entry.get("pack", 1) if entry["accelerator"] == "cuda" else 1
+
+
+def gpu_pack_of(wildcards):
+    return gpu_pack(wildcards.device)
 
 
 PEAK = "results/devices/peak/{device}.json"  # rule devices_peak

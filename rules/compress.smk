@@ -40,12 +40,13 @@ rule compress_prune:
         sparsity="0(\\.[0-9]+)?",
     conda:
         CONDA_ENV
-    threads: config["threads"]
+    threads: MACHINE_CORES  # a timing job (TIMING_RULES): nothing runs beside it
     resources:
         gpu=gpu_slots,
         slurm_partition=slurm_partition_of,
         gpu_model=gpu_model_of,
     params:
+        measure_threads=config["threads"],
         n_train=COMPRESS["prune"]["n_train"],
         train=COMPRESS["prune"]["train"],
         latency={**COMPRESS["latency"], "batch_sizes": COMPRESS["latency"]["batch_sizes"][:1]},  # timed at the first
@@ -98,8 +99,9 @@ rule compress_quantize:
         "benchmarks/compress/quantize.tsv"
     conda:
         CONDA_ENV
-    threads: config["threads"]
+    threads: MACHINE_CORES  # a timing job (TIMING_RULES): nothing runs beside it
     params:
+        measure_threads=config["threads"],
         arch=COMPRESS["arch"],
         quantize=compress_plan.quantize(COMPRESS, "calibration_images", "calibration_batch_size", "eval_batch_size"),
         latency=COMPRESS["latency"],
@@ -126,8 +128,9 @@ rule compress_quantize_ssd:
         "benchmarks/compress/quantize_ssd.tsv"
     conda:
         CONDA_ENV
-    threads: config["threads"]
+    threads: MACHINE_CORES  # a timing job (TIMING_RULES): nothing runs beside it
     params:
+        measure_threads=config["threads"],
         quantize=compress_plan.quantize(COMPRESS, "ssd_calibration_images", "ssd_op_types"),
         latency=COMPRESS["latency"],
     script:
@@ -148,8 +151,9 @@ rule compress_share:
         "benchmarks/compress/share.tsv"
     conda:
         CONDA_ENV
-    threads: config["threads"]
+    threads: MACHINE_CORES  # a timing job (TIMING_RULES): nothing runs beside it
     params:
+        measure_threads=config["threads"],
         arch=COMPRESS["arch"],
         share=COMPRESS["share"],
         latency={**COMPRESS["latency"], "batch_sizes": COMPRESS["latency"]["batch_sizes"][:1]},  # timed at the first
@@ -189,6 +193,7 @@ rule compress_distill:
         soft_targets=lambda wildcards: compress_plan.soft_targets(COMPRESS, wildcards.mode),
         width=COMPRESS_DISTILL_WIDTH,
         accelerator=accelerator_of,
+        gpu_pack=gpu_pack_of,
         state_dir=f"{COMPRESS_DISTILL_RUNS}/resume",
     script:
         "../scripts/compress_distill.py"
@@ -208,8 +213,9 @@ rule compress_distillation:
         "benchmarks/compress/distillation.tsv"
     conda:
         CONDA_ENV
-    threads: config["threads"]
+    threads: MACHINE_CORES  # a timing job (TIMING_RULES): nothing runs beside it
     params:
+        measure_threads=config["threads"],
         teacher=COMPRESS["distill"]["teacher"],
         student=COMPRESS["distill"]["student"],
         latency={**COMPRESS["latency"], "batch_sizes": COMPRESS["latency"]["batch_sizes"][:1]},  # timed at the first

@@ -24,9 +24,9 @@ rule depth_train:
         "benchmarks/depth/train_{model}-lr{lr}-s{seed}.tsv"
     wildcard_constraints:
         model="vgg[0-9]+(_bn)?(_rc)?",
+    priority: LONGEST_FIRST["depth"]
     conda:
         CONDA_ENV
-    priority: LONGEST_FIRST["depth"]
     threads: config["threads"]
     resources:
         gpu=gpu_count(DEPTH["device"]),
@@ -41,6 +41,7 @@ rule depth_train:
         normalize=DEPTH["normalize"],
         grad_every=DEPTH["grad_flow"]["every"],
         accelerator=device_accelerator(DEPTH["device"]),
+        gpu_pack=gpu_pack(DEPTH["device"]),
         state_dir=f"{DEPTH_RUNS}/resume",
     script:
         "../scripts/depth_train.py"

@@ -11,12 +11,13 @@ rule devices_peak:
         "benchmarks/devices/peak_{device}.tsv"
     conda:
         CONDA_ENV
-    threads: config["threads"]
+    threads: MACHINE_CORES  # a timing job (TIMING_RULES): nothing runs beside it
     resources:
         gpu=gpu_slots,
         slurm_partition=slurm_partition_of,
         gpu_model=gpu_model_of,
     params:
+        measure_threads=config["threads"],
         accelerator=accelerator_of,
         matmul_size=config["peak"]["matmul_size"],
         repeats=config["peak"]["repeats"],

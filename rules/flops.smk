@@ -112,12 +112,13 @@ rule flops_measure:
         "benchmarks/flops/measure.tsv"
     conda:
         CONDA_ENV
-    threads: config["threads"]
+    threads: MACHINE_CORES  # a timing job (TIMING_RULES): nothing runs beside it
     resources:
         gpu=gpu_count(config["flops"]["measure"]["device"]),
         slurm_partition=slurm_partition(config["flops"]["measure"]["device"]),
         gpu_model=gpu_model(config["flops"]["measure"]["device"]),
     params:
+        measure_threads=config["threads"],
         scale=config["scale"],  # the figures' fidelity
         measure=drop(config["flops"]["measure"], "device"),  # the device is the peak input's and accelerator
         flop_per_mac=config["flops"]["flop_per_mac"],

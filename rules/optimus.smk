@@ -20,9 +20,9 @@ rule optimus_train:
         "logs/optimus/train_{arch}-{device}-s{seed}.log",
     benchmark:
         "benchmarks/optimus/train_{arch}-{device}-s{seed}.tsv"
+    priority: LONGEST_FIRST["optimus"]
     conda:
         CONDA_ENV
-    priority: LONGEST_FIRST["optimus"]
     threads: config["threads"]
     resources:
         gpu=gpu_slots,
@@ -34,6 +34,7 @@ rule optimus_train:
         width=lambda wildcards: optimus_plan.imagenet_width(OPTIMUS, wildcards.arch),
         zero_init_residual=lambda wildcards: wildcards.arch in OPTIMUS["zero_init_residual"],
         accelerator=accelerator_of,
+        gpu_pack=gpu_pack_of,
         # Resumable state lives beside the declared outputs: Snakemake deletes outputs, not this, before a rerun.
         state_dir=f"{OPTIMUS_RUNS}/resume",
     script:

@@ -99,9 +99,9 @@ rule ssd_pretrain_voc:
         "logs/ssd/pretrain_voc.log",
     benchmark:
         "benchmarks/ssd/pretrain_voc.tsv"
+    priority: LONGEST_FIRST["ssd"]
     conda:
         CONDA_ENV
-    priority: LONGEST_FIRST["ssd"]
     threads: config["threads"]
     resources:
         gpu=gpu_count(SSD_DEVICE),
@@ -112,6 +112,7 @@ rule ssd_pretrain_voc:
         pretrain=lambda wildcards: SSD["pretrain"],  # present when the detector is trained here
         seed=SSD["seed"],
         accelerator=device_accelerator(SSD_DEVICE),
+        gpu_pack=gpu_pack(SSD_DEVICE),
         state_dir="results/ssd/pretrain/resume",
     script:
         "../scripts/ssd_pretrain_voc.py"
@@ -177,6 +178,7 @@ rule ssd_finetune:
         seed=SSD["seed"],
         classes=SSD["data"]["openimages"]["classes"],
         accelerator=device_accelerator(SSD_DEVICE),
+        gpu_pack=gpu_pack(SSD_DEVICE),
         state_dir="results/ssd/finetune/resume",
     script:
         "../scripts/ssd_finetune.py"

@@ -74,6 +74,7 @@ rule transfer_pretrain:
         train=lambda wildcards: TRANSFER["pretrain"]["train"],
         seed=TRANSFER["seed"],
         accelerator=device_accelerator(TRANSFER_DEVICE),
+        gpu_pack=gpu_pack(TRANSFER_DEVICE),
         state_dir=f"{TRANSFER_PRETRAIN}/resume",
     script:
         "../scripts/transfer_pretrain.py"
@@ -129,6 +130,7 @@ rule transfer_finetune:
         lr=lambda wildcards: plan.run_lr(TRANSFER, wildcards.mode, wildcards.lr),
         seed=TRANSFER["seed"],
         accelerator=device_accelerator(TRANSFER_DEVICE),
+        gpu_pack=gpu_pack(TRANSFER_DEVICE),
         state_dir=f"{TRANSFER_RUNS}/resume",
     script:
         "../scripts/transfer_finetune.py"
@@ -182,6 +184,8 @@ rule transfer_head:
     conda:
         CONDA_ENV
     threads: 1
+    resources:
+        gpu=gpu_count(TRANSFER_DEVICE),
     params:
         # features are vectors: no augmentation, no channels_last (the script sets both off)
         train=drop(without_lr(TRANSFER["feature_extractor"]["train"]), "augment", "channels_last"),
@@ -212,12 +216,13 @@ rule transfer_timing:
         "benchmarks/transfer/timing.tsv"
     conda:
         CONDA_ENV
-    threads: config["threads"]
+    threads: MACHINE_CORES  # a timing job (TIMING_RULES): nothing runs beside it
     resources:
         gpu=gpu_count(TRANSFER_DEVICE),
         slurm_partition=slurm_partition(TRANSFER_DEVICE),
         gpu_model=gpu_model(TRANSFER_DEVICE),
     params:
+        measure_threads=config["threads"],
         backbone=plan.backbone_entry(TRANSFER, TRANSFER["backbone"]),
         image_size=plan.image_size(TRANSFER, TRANSFER["backbone"]),
         normalize=TRANSFER["normalize"],

@@ -7,12 +7,12 @@ import pandas as pd
 from dlperf.atomic import write_csv
 from dlperf.compress.evaluation import eager_latency, load_classifier
 from dlperf.compress.pruning import dense_size_bytes, nonzero_params
-from dlperf.workflow import limit_threads, script_logging
+from dlperf.workflow import TimedAlone, script_logging
 
 with script_logging(snakemake.log[0]):
     p, inp = snakemake.params, snakemake.input
     lat = p.latency
-    limit_threads(snakemake.threads)
+    timed = TimedAlone(snakemake)
     batch = lat["batch_sizes"][0]
     entries = [("teacher", "", p.teacher, inp.teacher, inp.teacher_metrics)]
     entries += [("student", mode, p.student, ckpt, metrics)
@@ -30,3 +30,4 @@ with script_logging(snakemake.log[0]):
     table = pd.DataFrame(rows)
     write_csv(snakemake.output.csv, table)
     print(table.to_string(index=False))
+    print("timing:", json.dumps(timed.record()))

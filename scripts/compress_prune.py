@@ -21,11 +21,12 @@ from dlperf.flops.flops import model_flops_per_step
 from dlperf.train.data import DeviceImages
 from dlperf.train.engine import TrainConfig, seed_everything, train
 from dlperf.train.job import TrainingJob
-from dlperf.workflow import script_logging
+from dlperf.workflow import TimedAlone, script_logging
 
 with script_logging(snakemake.log[0]):
     wc, p = snakemake.wildcards, snakemake.params
     seed, sparsity = int(wc.seed), float(wc.sparsity)
+    timed = TimedAlone(snakemake)   # the latencies below: nothing runs beside this job
     job = TrainingJob(snakemake, "compress", f"{wc.arch}-{wc.device}-s{seed}-sp{wc.sparsity}")
     device = job.device
     cfg = TrainConfig.from_config(p.train, seed=seed)
@@ -69,5 +70,6 @@ with script_logging(snakemake.log[0]):
         **{f"dense_{k}": v for k, v in dense.items()},
     }
     write_json(snakemake.output.pruning, result)
-    prov.write(snakemake.output.provenance, metrics=metrics, pruning=result, flops_per_image=flops_per_image)
+    prov.write(snakemake.output.provenance, metrics=metrics, pruning=result, flops_per_image=flops_per_image,
+               timing=timed.record())
     print(json.dumps(result, indent=2))

@@ -25,13 +25,13 @@ from dlperf.compress.quantize import (
 from dlperf.data.cifar import read_cifar10
 from dlperf.provenance import Provenance
 from dlperf.train.data import DeviceImages
-from dlperf.workflow import limit_threads, script_logging
+from dlperf.workflow import TimedAlone, script_logging
 
 with script_logging(snakemake.log[0]):
     p, out = snakemake.params, snakemake.output
     q, lat = p.quantize, p.latency
-    threads = snakemake.threads
-    limit_threads(threads)
+    timed = TimedAlone(snakemake)
+    threads = timed.threads
     prov = Provenance({"compress": {"arch": p.arch, "quantize": q, "latency": lat}, "threads": threads,
                        "source": snakemake.input.checkpoint}, device="cpu", study="compress")
     data = read_cifar10(snakemake.input.data)
@@ -64,7 +64,7 @@ with script_logging(snakemake.log[0]):
         timings += latency_rows("classifier", variant, partial(time_session, sess),
                                 lambda batch: latency_images(batch).numpy(), lat)
     table, latency = write_results(rows, timings, out.csv, out.latency)
-    prov.write(out.provenance, calibration_images=reader.images, test_images=len(labels),
+    prov.write(out.provenance, timing=timed.record(), calibration_images=reader.images, test_images=len(labels),
                onnxruntime_providers=["CPUExecutionProvider"])
     print(table.to_string(index=False))
     print(latency.to_string(index=False))

@@ -24,13 +24,13 @@ from dlperf.compress.quantize import (
 from dlperf.data.openimages import OpenImagesDataset
 from dlperf.detection.predictor import preprocess as preprocess_image
 from dlperf.provenance import Provenance
-from dlperf.workflow import limit_threads, script_logging
+from dlperf.workflow import TimedAlone, script_logging
 
 with script_logging(snakemake.log[0]):
     inp, p, out = snakemake.input, snakemake.params, snakemake.output
     q, lat = p.quantize, p.latency
-    threads = snakemake.threads
-    limit_threads(threads)
+    timed = TimedAlone(snakemake)
+    threads = timed.threads
     prov = Provenance({"compress": {"quantize": q, "latency": lat}, "threads": threads, "source": inp.onnx},
                       device="cpu", study="compress")
     classes = read_labels(inp.labels)
@@ -60,6 +60,6 @@ with script_logging(snakemake.log[0]):
         timings += latency_rows("ssd", variant, partial(time_session, sess),
                                 lambda batch: np.repeat(sample[None], batch, axis=0), lat, batches)
     table, latency = write_results(rows, timings, out.csv, out.latency)
-    prov.write(out.provenance, calibration_images=reader.images, image_size=size, classes=classes)
+    prov.write(out.provenance, timing=timed.record(), calibration_images=reader.images, image_size=size, classes=classes)
     print(table.to_string(index=False))
     print(latency.to_string(index=False))

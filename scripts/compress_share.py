@@ -9,13 +9,13 @@ from dlperf.compress.sharing import index_bits, share_weights, shared_size_bytes
 from dlperf.data.cifar import read_cifar10
 from dlperf.provenance import Provenance
 from dlperf.train.data import DeviceImages
-from dlperf.workflow import limit_threads, script_logging
+from dlperf.workflow import TimedAlone, script_logging
 
 with script_logging(snakemake.log[0]):
     p, out = snakemake.params, snakemake.output
-    limit_threads(snakemake.threads)
+    timed = TimedAlone(snakemake)
     prov = Provenance({"compress": {"arch": p.arch, "share": p.share, "latency": p.latency},
-                       "threads": snakemake.threads, "source": snakemake.input.checkpoint},
+                       "threads": timed.threads, "source": snakemake.input.checkpoint},
                       device="cpu", study="compress")
     data = read_cifar10(snakemake.input.data)
     model = load_classifier(p.arch, snakemake.input.checkpoint, width=p.width)
@@ -38,5 +38,5 @@ with script_logging(snakemake.log[0]):
     sharing = pd.DataFrame(rows)
     write_csv(out.csv, sharing)
     write_csv(out.layers, pd.concat(layers))
-    prov.write(out.provenance, sharing=rows)
+    prov.write(out.provenance, sharing=rows, timing=timed.record())
     print(sharing.to_string(index=False))

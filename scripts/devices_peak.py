@@ -5,10 +5,10 @@ import json
 from dlperf.atomic import write_json
 from dlperf.flops.peak import device_name, peak_kernels
 from dlperf.train.engine import select_device
-from dlperf.workflow import limit_threads, script_logging
+from dlperf.workflow import TimedAlone, script_logging
 
 with script_logging(snakemake.log[0]):
-    limit_threads(snakemake.threads)
+    timed = TimedAlone(snakemake)
     label, p = snakemake.wildcards.device, snakemake.params
     device = select_device(p.accelerator)
     override = p.override_tflops
@@ -22,8 +22,9 @@ with script_logging(snakemake.log[0]):
         source = (f"measured: median of {p.repeats} {n}x{n} matrix products (2n^3 FLOPs each), the fastest "
                   f"kernel ({best}) of {', '.join(kernels)}")
     record = {"device_label": label, "device": str(device), "device_name": device_name(device),
-              "threads": snakemake.threads, "peak_flops": peak, "peak_tflops": peak / 1e12, "source": source}
+              "threads": timed.threads, "peak_flops": peak, "peak_tflops": peak / 1e12, "source": source}
     if not override:
         record["kernels_tflops"] = {name: flops / 1e12 for name, flops in kernels.items()}
+    record["timing"] = timed.record()
     write_json(snakemake.output.peak, record)
     print(json.dumps(record))

@@ -12,10 +12,10 @@ from dlperf.report.fidelity import of_job
 from dlperf.report.style import save_figure
 from dlperf.report.tables import write_table
 from dlperf.train.engine import select_device
-from dlperf.workflow import limit_threads, script_logging
+from dlperf.workflow import TimedAlone, script_logging
 
 with script_logging(snakemake.log[0]):
-    limit_threads(snakemake.threads)
+    timed = TimedAlone(snakemake)
     cfg = snakemake.params.measure
     peak = json.loads(Path(snakemake.input.peak).read_text())
     device = select_device(snakemake.params.accelerator)
@@ -35,6 +35,7 @@ with script_logging(snakemake.log[0]):
         ppp=100 * df.ppp).rename(columns={"ppp": "PPP (%)"})
     write_table(shown, snakemake.output.table, formats={"forward_ms": ".2f", "layer_sum_ms": ".2f",
                                                         "achieved_tflops": ".3f", "PPP (%)": ".1f"})
+    prov.record["timing"] = timed.record()
     fidelity = of_job(snakemake, prov.record)
     save_figure(figures.percent_of_peak(df, peak["device_name"]), snakemake.output.figure, fidelity)
     prov.write(snakemake.output.provenance, results=rows)

@@ -18,12 +18,12 @@ from dlperf.provenance import Provenance
 from dlperf.report.tables import write_table
 from dlperf.serve.bench import (BATCHING_GOAL, ORT_GOAL, batching_modes, bench_table, compare_batching,
                                 direct_latency, serving_goals)
-from dlperf.workflow import available_cores, limit_threads, script_logging
+from dlperf.workflow import TimedAlone, available_cores, script_logging
 
 with script_logging(snakemake.log[0]), open(snakemake.log[0], "a", buffering=1) as server_log:
-    p, out, threads = snakemake.params, snakemake.output, snakemake.threads
+    timed = TimedAlone(snakemake)   # every core: the servers spread over them
+    p, out, threads = snakemake.params, snakemake.output, timed.threads
     bench, cores = p.bench, available_cores()
-    limit_threads(threads)
     served = {"name": p.name, **p.model, "repository": Path(snakemake.input.model_files[0]).parents[2],
               "requests_per_client": bench["requests_per_client"], "weights": "the fine-tuned SSD's"}
     models = [served]
@@ -54,4 +54,4 @@ with script_logging(snakemake.log[0]), open(snakemake.log[0], "a", buffering=1) 
     print(table.to_string(index=False))
     goals, met = serving_goals(table)
     print(f"goals (ORT >= {ORT_GOAL:g}, batching >= {BATCHING_GOAL:g}):", {k: round(v, 2) for k, v in goals.items()})
-    provenance.write(out.provenance, speedups=goals, goals_met=met)
+    provenance.write(out.provenance, speedups=goals, goals_met=met, timing=timed.record())

@@ -16,7 +16,7 @@ from dlperf.train.features import DeviceFeatures, extract_features
 from dlperf.transfer.backbone import backbone_from_file, head_features
 from dlperf.transfer.summary import epoch_seconds
 from dlperf.transfer.training import new_head, target_images
-from dlperf.workflow import limit_threads, script_logging
+from dlperf.workflow import TimedAlone, script_logging
 
 
 def timed_epochs(model, data, train_cfg, seed, name):
@@ -30,7 +30,7 @@ def timed_epochs(model, data, train_cfg, seed, name):
 with script_logging(snakemake.log[0]):
     p = snakemake.params
     timing, entry, size, seed = p.timing, p.backbone, p.image_size, p.seed
-    limit_threads(snakemake.threads)
+    timed = TimedAlone(snakemake)
     finetune_cfg = p.finetune
     head_cfg = {**p.feature_extractor, "augment": {}, "channels_last": "off"}
     rows, absent = [], []
@@ -76,5 +76,5 @@ with script_logging(snakemake.log[0]):
                          "speedup_vs_uncached": ".1f"})
     Provenance({"transfer": {"backbone": entry, "image_size": size, "timing": timing, "finetune": finetune_cfg,
                              "feature_extractor": head_cfg}}).write(
-        snakemake.output.provenance, images_per_epoch=n, devices_absent=absent)
+        snakemake.output.provenance, images_per_epoch=n, devices_absent=absent, timing=timed.record())
     print(df.to_string(index=False))

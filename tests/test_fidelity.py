@@ -95,3 +95,11 @@ def test_a_figure_redrawn_by_the_workflow_from_the_same_results_is_byte_identica
     assert rc == 0, out[-3000:]
     assert figure.read_bytes() == before
     assert fidelity.read(figure).startswith("scale embedded; ")
+
+
+def test_a_timing_record_says_whether_the_figure_was_measured_alone():
+    alone = {"cpu": "Fixture CPU", "git": {"commit": "0" * 40}, "timing": {"alone": True}}
+    shared = {**alone, "timing": {"alone": False}}
+    assert from_records("embedded", [alone]).text().endswith("; measured alone")
+    assert from_records("embedded", [alone, shared]).timing == "measured beside other work"
+    assert from_records("embedded", [{k: v for k, v in alone.items() if k != "timing"}]).timing == ""

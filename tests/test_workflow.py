@@ -155,3 +155,19 @@ def check_transfer_results(work, transfer):
     assert cpu.loc["feature_extractor_cached", "epoch_seconds"] < cpu.loc["feature_extractor_uncached", "epoch_seconds"]
     for name in ("class_distribution", "samples"):
         assert (transfer / "dataset" / f"{name}.pdf").stat().st_size > 1000
+
+
+def test_no_job_ran_beside_a_timing_job_and_each_says_it_measured_alone(embedded_run):
+    """Snakemake's own log of the embedded run: a job whose outputs are times or rates overlapped no other job."""
+    from dlperf.report.benchmarks import job_intervals, overlaps
+    from dlperf.workflow import TIMING_RULES
+
+    logs = sorted((embedded_run / ".snakemake" / "log").glob("*.snakemake.log"))
+    intervals = [iv for log in logs for iv in job_intervals(log)]
+    ran = {iv.rule for iv in intervals}
+    assert set(TIMING_RULES) <= ran, set(TIMING_RULES) - ran
+    assert not overlaps(intervals, TIMING_RULES), [(a.rule, b.rule) for a, b in overlaps(intervals, TIMING_RULES)]
+    for path in ["results/devices/peak/cpu.json", "results/flops/measure.provenance.json",
+                 "results/compress/quantize/provenance.json"]:
+        record = json.loads((embedded_run / path).read_text())["timing"]
+        assert record["threads"] == 1 and record["alone"], (path, record)

@@ -47,6 +47,11 @@ def package_versions(names=PACKAGES) -> dict:
 def device_description(device: str | None = None) -> dict:
     """The compute device in words: GPU model via torch, else the CPU model and core count."""
     info = {"device": device or "cpu", "cpu": _cpu_model(), "cpu_count": os.cpu_count()}
+    from dlperf.gpus import held_gpu, held_pack
+
+    if held_gpu() is not None:   # the GPU this job took (dlperf.gpus), as nvidia-smi or CUDA_VISIBLE_DEVICES names it
+        info["gpu_id"] = held_gpu()
+        info["gpu_pack"] = held_pack()   # > 1: shared with other training jobs, its times are not a GPU's alone
     if device and device.startswith("cuda"):
         import torch
         info["gpu"] = torch.cuda.get_device_name(torch.device(device))

@@ -28,10 +28,11 @@ class Fidelity:
     scale: str
     device: str
     commit: str
+    timing: str = ""   # "measured alone" or "measured beside other work" for times and rates; "" for the rest
 
     def text(self) -> str:
-        """One line: ``scale embedded; AMD EPYC 7B13 64-Core Processor; commit 1584e01a2b3c``."""
-        return f"scale {self.scale}; {self.device}; commit {self.commit}"
+        """One line: ``scale embedded; AMD EPYC 7B13 64-Core Processor; commit 1584e01a2b3c; measured alone``."""
+        return "; ".join(filter(None, (f"scale {self.scale}", self.device, f"commit {self.commit}", self.timing)))
 
     def pdf_metadata(self, title: str) -> dict:
         """matplotlib's PDF metadata: the fidelity as Subject and Keywords, and no creation date."""
@@ -56,9 +57,21 @@ def from_records(scale: str, records: Iterable[Mapping]) -> Fidelity:
     records = list(records)
     if not records:
         records = [{**device_description(), "git": git_state(Path(__file__).parent)}]
-    devices = unique(r.get("gpu") or r.get("cpu") for r in records)
+    devices = unique(_device(r) for r in records)
     commits = unique(_commit(r.get("git") or {}) for r in records)
-    return Fidelity(scale, words(devices) if devices else "unknown device", ", ".join(commits) or "unknown")
+    timed = [r["timing"] for r in records if isinstance(r.get("timing"), Mapping)]
+    timing = "" if not timed else ("measured alone" if all(t.get("alone") for t in timed)
+                                   else "measured beside other work")
+    return Fidelity(scale, words(devices) if devices else "unknown device", ", ".join(commits) or "unknown", timing)
+
+
+def _device(record: Mapping) -> str | None:
+    """``NVIDIA H100 (GPU 2)``: the device, and the GPU id the job held (dlperf.gpus) where it held one."""
+    name = record.get("gpu") or record.get("cpu")
+    if not name or record.get("gpu_id") is None:
+        return name
+    pack = record.get("gpu_pack") or 1
+    return f"{name} (GPU {record['gpu_id']}" + (f", shared by {pack} jobs)" if pack > 1 else ")")
 
 
 def _commit(git: Mapping) -> str | None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+import os
 import shutil
 import sys
 import time
@@ -26,6 +27,7 @@ from torch import nn
 from tqdm import tqdm
 
 from dlperf.atomic import atomic_write
+from dlperf.gpus import CUDA_AS_CPU_ENV, claim_gpu
 from dlperf.train.data import Augment, DeviceImages
 from dlperf.train.schedule import Schedule
 
@@ -62,7 +64,14 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def select_device(requested: str = "auto") -> torch.device:
+def select_device(requested: str = "auto", gpu_pack: int = 1) -> torch.device:
+    """The device a job runs on. On a CUDA label (or ``auto``) the job first takes a GPU of its own
+    (:func:`dlperf.gpus.claim_gpu`; ``gpu_pack`` jobs may share it); ``DLPERF_CUDA_AS_CPU=1`` then runs it on the CPU all the same, which lets a
+    CPU machine run a GPU configuration's jobs with their GPU ids assigned for real (the tests do)."""
+    if requested != "cpu":
+        claim_gpu(gpu_pack)
+        if os.environ.get(CUDA_AS_CPU_ENV) == "1":
+            return torch.device("cpu")
     if requested == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if requested.startswith("cuda") and not torch.cuda.is_available():

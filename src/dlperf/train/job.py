@@ -15,9 +15,9 @@ from pathlib import Path
 
 from dlperf.provenance import Provenance
 from dlperf.train.engine import select_device
-from dlperf.workflow import fingerprint, limit_threads
+from dlperf.workflow import fingerprint, job_threads, limit_threads
 
-UNHASHED_PARAMS = ("state_dir",)   # where the state lives, not what it is
+UNHASHED_PARAMS = ("state_dir", "measure_threads", "gpu_pack")   # where the state lives, not what it is
 UNHASHED_INPUTS = ("peak",)        # a re-measured peak changes the percent of peak, not the training
 
 
@@ -40,10 +40,10 @@ class TrainingJob:
     """One training rule's job, set up from its ``snakemake`` object (threads, device, peak, paths, fingerprint)."""
 
     def __init__(self, snakemake, study: str, run: str):
-        limit_threads(snakemake.threads)
+        limit_threads(job_threads(snakemake))
         self.study, self.run = study, run
         self.params = {k: v for k, v in snakemake.params.items() if k not in UNHASHED_PARAMS}
-        self.device = select_device(snakemake.params.accelerator)
+        self.device = select_device(snakemake.params.accelerator, int(snakemake.params.get("gpu_pack", 1)))
         peak = snakemake.input.get("peak")   # none for a head trained on cached features
         self.peak_flops = json.loads(Path(peak).read_text())["peak_flops"] if peak else None
         self.run_dir = Path(snakemake.output.epochs).parent
