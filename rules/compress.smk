@@ -40,16 +40,14 @@ rule compress_prune:
         sparsity="0(\\.[0-9]+)?",
     conda:
         CONDA_ENV
-    threads: MACHINE_CORES  # a timing job (TIMING_RULES): nothing runs beside it
+    threads: config["threads"]
     resources:
         gpu=gpu_slots,
         slurm_partition=slurm_partition_of,
         gpu_model=gpu_model_of,
     params:
-        measure_threads=config["threads"],
         n_train=COMPRESS["prune"]["n_train"],
         train=COMPRESS["prune"]["train"],
-        latency={**COMPRESS["latency"], "batch_sizes": COMPRESS["latency"]["batch_sizes"][:1]},  # timed at the first
         width=lambda wildcards: optimus_plan.imagenet_width(OPTIMUS, wildcards.arch),
         accelerator=accelerator_of,
         state_dir=f"{COMPRESS_PRUNE_RUNS}/resume",
@@ -61,6 +59,8 @@ rule compress_pruning:
     input:
         pruning=[f"{run}/pruning.json" for run in compress_plan.prune_runs(COMPRESS)],
         sparsity=[f"{run}/sparsity.csv" for run in compress_plan.prune_runs(COMPRESS)],
+        checkpoints=[f"{run}/checkpoint.pt" for run in compress_plan.prune_runs(COMPRESS)],
+        dense=COMPRESS_DENSE + "/checkpoint.pt",
     output:
         csv="results/compress/pruning.csv",
         layers="results/compress/pruning_layers.csv",
@@ -70,14 +70,20 @@ rule compress_pruning:
             category="Compression",
         ),
         png="results/compress/figures/accuracy_sparsity.png",
+        provenance="results/compress/pruning.provenance.json",
     log:
         "logs/compress/pruning.log",
     benchmark:
         "benchmarks/compress/pruning.tsv"
     conda:
         CONDA_ENV
+    threads: MACHINE_CORES  # a timing job (TIMING_RULES): nothing runs beside it
     params:
+        measure_threads=config["threads"],
         scale=config["scale"],  # the figures' fidelity
+        arch=COMPRESS["arch"],
+        width=optimus_plan.imagenet_width(OPTIMUS, COMPRESS["arch"]),
+        latency={**COMPRESS["latency"], "batch_sizes": COMPRESS["latency"]["batch_sizes"][:1]},  # timed at the first
     script:
         "../scripts/compress_pruning.py"
 

@@ -9,6 +9,7 @@ rule devices_peak:
         "logs/devices/peak_{device}.log",
     benchmark:
         "benchmarks/devices/peak_{device}.tsv"
+    priority: LONGEST_FIRST["peak"]
     conda:
         CONDA_ENV
     threads: MACHINE_CORES  # a timing job (TIMING_RULES): nothing runs beside it

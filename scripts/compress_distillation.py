@@ -7,7 +7,8 @@ import pandas as pd
 from dlperf.atomic import write_csv
 from dlperf.compress.evaluation import eager_latency, load_classifier
 from dlperf.compress.pruning import dense_size_bytes, nonzero_params
-from dlperf.workflow import TimedAlone, script_logging
+from dlperf.timing import TimedAlone
+from dlperf.workflow import script_logging
 
 with script_logging(snakemake.log[0]):
     p, inp = snakemake.params, snakemake.input

@@ -1,11 +1,10 @@
 """Prune a trained Optimus model to one sparsity, then re-train it with the masks fixed (rule: compress_prune)."""
-import copy
 import json
 
 import torch
 
 from dlperf.atomic import atomic_write, write_csv, write_json
-from dlperf.compress.evaluation import accuracy, load_classifier, paired_eager_latency
+from dlperf.compress.evaluation import accuracy, load_classifier
 from dlperf.compress.pruning import (
     check_masks_kept,
     dense_size_bytes,
@@ -21,23 +20,19 @@ from dlperf.flops.flops import model_flops_per_step
 from dlperf.train.data import DeviceImages
 from dlperf.train.engine import TrainConfig, seed_everything, train
 from dlperf.train.job import TrainingJob
-from dlperf.workflow import TimedAlone, script_logging
+from dlperf.workflow import script_logging
 
 with script_logging(snakemake.log[0]):
     wc, p = snakemake.wildcards, snakemake.params
     seed, sparsity = int(wc.seed), float(wc.sparsity)
-    timed = TimedAlone(snakemake)   # the latencies below: nothing runs beside this job
     job = TrainingJob(snakemake, "compress", f"{wc.arch}-{wc.device}-s{seed}-sp{wc.sparsity}")
     device = job.device
     cfg = TrainConfig.from_config(p.train, seed=seed)
     data = read_cifar10(snakemake.input.data)
     n = p.n_train or len(data.train_y)
     test = DeviceImages(data.test_x, data.test_y, device)
-    timing = {"warmup": p.latency["warmup"], "repeats": p.latency["repeats"]}
-    batch = p.latency["batch_sizes"][0]
 
     model = load_classifier(wc.arch, snakemake.input.checkpoint, width=p.width, device=device)
-    dense_model = copy.deepcopy(model)
     dense = {"test_acc": accuracy(model, test, cfg.eval_batch_size), "nonzero_params": nonzero_params(model),
              "size_bytes": dense_size_bytes(model.state_dict())}
     flops_per_image = model_flops_per_step(model, (3, 32, 32), batch=1)
@@ -53,9 +48,6 @@ with script_logging(snakemake.log[0]):
                     flops_per_image=flops_per_image, **job.engine_args())
     check_masks_kept(model, kept)
     make_permanent(model)
-    # The pruned model keeps its zeros in dense tensors: it does the dense model's work, so both are timed in turns
-    latency = paired_eager_latency({"dense": dense_model, "pruned": model}, batch, **timing)
-    dense["latency_ms"] = 1e3 * latency["dense"].median_s
     table = sparsity_table(model)
     write_csv(snakemake.output.sparsity, table)
     with atomic_write(snakemake.output.checkpoint, "wb") as fh:   # plain weights: loads into cifar_model as is
@@ -65,11 +57,9 @@ with script_logging(snakemake.log[0]):
         "pruned_weights": int(table.zeros.iloc[-1]), "prunable_weights": int(table.params.iloc[-1]),
         "nonzero_params": nonzero_params(model), "size_bytes": sparse_size_bytes(model),
         "pruned_test_acc": pruned_acc, "retrained_test_acc": accuracy(model, test, cfg.eval_batch_size),
-        "latency_ms": 1e3 * latency["pruned"].median_s, "latency_batch": batch,
         "retrain_images": n, "retrain_epochs": cfg.epochs,
         **{f"dense_{k}": v for k, v in dense.items()},
     }
     write_json(snakemake.output.pruning, result)
-    prov.write(snakemake.output.provenance, metrics=metrics, pruning=result, flops_per_image=flops_per_image,
-               timing=timed.record())
+    prov.write(snakemake.output.provenance, metrics=metrics, pruning=result, flops_per_image=flops_per_image)
     print(json.dumps(result, indent=2))

@@ -25,7 +25,8 @@ from dlperf.compress.quantize import (
 from dlperf.data.cifar import read_cifar10
 from dlperf.provenance import Provenance
 from dlperf.train.data import DeviceImages
-from dlperf.workflow import TimedAlone, script_logging
+from dlperf.timing import TimedAlone
+from dlperf.workflow import script_logging
 
 with script_logging(snakemake.log[0]):
     p, out = snakemake.params, snakemake.output

@@ -24,7 +24,8 @@ from dlperf.compress.quantize import (
 from dlperf.data.openimages import OpenImagesDataset
 from dlperf.detection.predictor import preprocess as preprocess_image
 from dlperf.provenance import Provenance
-from dlperf.workflow import TimedAlone, script_logging
+from dlperf.timing import TimedAlone
+from dlperf.workflow import script_logging
 
 with script_logging(snakemake.log[0]):
     inp, p, out = snakemake.input, snakemake.params, snakemake.output

@@ -5,7 +5,8 @@ import json
 from dlperf.atomic import write_json
 from dlperf.flops.peak import device_name, peak_kernels
 from dlperf.train.engine import select_device
-from dlperf.workflow import TimedAlone, script_logging
+from dlperf.timing import TimedAlone
+from dlperf.workflow import script_logging
 
 with script_logging(snakemake.log[0]):
     timed = TimedAlone(snakemake)

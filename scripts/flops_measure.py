@@ -12,7 +12,8 @@ from dlperf.report.fidelity import of_job
 from dlperf.report.style import save_figure
 from dlperf.report.tables import write_table
 from dlperf.train.engine import select_device
-from dlperf.workflow import TimedAlone, script_logging
+from dlperf.timing import TimedAlone
+from dlperf.workflow import script_logging
 
 with script_logging(snakemake.log[0]):
     timed = TimedAlone(snakemake)

@@ -18,7 +18,8 @@ from dlperf.provenance import Provenance
 from dlperf.report.tables import write_table
 from dlperf.serve.bench import (BATCHING_GOAL, ORT_GOAL, batching_modes, bench_table, compare_batching,
                                 direct_latency, serving_goals)
-from dlperf.workflow import TimedAlone, available_cores, script_logging
+from dlperf.timing import TimedAlone
+from dlperf.workflow import available_cores, script_logging
 
 with script_logging(snakemake.log[0]), open(snakemake.log[0], "a", buffering=1) as server_log:
     timed = TimedAlone(snakemake)   # every core: the servers spread over them

@@ -1,7 +1,6 @@
 """Seconds per epoch of fine-tuning, of the feature extractor on cached features and of the feature extractor
 through the frozen backbone, on the CPU and on a GPU where one is present (rule: transfer_timing)."""
 import tempfile
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -16,7 +15,8 @@ from dlperf.train.features import DeviceFeatures, extract_features
 from dlperf.transfer.backbone import backbone_from_file, head_features
 from dlperf.transfer.summary import epoch_seconds
 from dlperf.transfer.training import new_head, target_images
-from dlperf.workflow import TimedAlone, script_logging
+from dlperf.timing import Stopwatch, TimedAlone
+from dlperf.workflow import script_logging
 
 
 def timed_epochs(model, data, train_cfg, seed, name):
@@ -54,13 +54,9 @@ with script_logging(snakemake.log[0]):
         head = new_head(head_features(model, entry["arch"]), len(index.classes), seed)
         uncached = timed_epochs(FeatureClassifier(frozen, head), data["train"], head_cfg, seed,
                                 f"timing-uncached-{name}")
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        start = time.perf_counter()
-        features = extract_features(frozen, data["train"], batch_size=100)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        cache_seconds = time.perf_counter() - start
+        with Stopwatch(device) as caching:
+            features = extract_features(frozen, data["train"], batch_size=100)
+        cache_seconds = caching.seconds
         cached = timed_epochs(new_head(features.shape[1], len(index.classes), seed),
                               DeviceFeatures(features, data["train"].labels, device), head_cfg, seed,
                               f"timing-cached-{name}")

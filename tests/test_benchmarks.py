@@ -65,7 +65,7 @@ def test_job_intervals_come_from_snakemakes_log_and_overlaps_name_the_job_beside
 def test_a_timing_job_computes_at_its_measure_threads_and_records_the_cores_busy_beside_it():
     import torch
 
-    from dlperf.workflow import TimedAlone
+    from dlperf.timing import TimedAlone
 
     class Params(dict):
         get = dict.get

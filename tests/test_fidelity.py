@@ -103,3 +103,9 @@ def test_a_timing_record_says_whether_the_figure_was_measured_alone():
     assert from_records("embedded", [alone]).text().endswith("; measured alone")
     assert from_records("embedded", [alone, shared]).timing == "measured beside other work"
     assert from_records("embedded", [{k: v for k, v in alone.items() if k != "timing"}]).timing == ""
+
+
+def test_the_gpu_a_job_held_and_its_packing_are_in_the_fidelity_line():
+    record = {"gpu": "NVIDIA H100", "gpu_id": "2", "git": {"commit": "0" * 40}}
+    assert from_records("full", [record]).device == "NVIDIA H100 (GPU 2)"
+    assert from_records("full", [{**record, "gpu_pack": 4}]).device == "NVIDIA H100 (GPU 2, shared by 4 jobs)"

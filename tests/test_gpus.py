@@ -52,7 +52,8 @@ def test_four_simulated_gpus_never_host_two_overlapping_training_jobs(tmp_path):
     """The workflow's own GPU rules, concurrently on 4 fake GPUs (the device forced to the CPU, the ids real)."""
     work = scratch_copy(tmp_path / "repo")
     cfg = load_config()
-    cfg["devices"] = {"gpu_a": {"accelerator": "cuda"}, "gpu_b": {"accelerator": "cuda"}}
+    cfg["device"] = "cuda"   # what a CUDA label runs on (the embedded default's is cpu)
+    cfg["devices"] = {**cfg["devices"], "gpu_a": {"accelerator": "cuda"}, "gpu_b": {"accelerator": "cuda"}}
     o = cfg["optimus"]
     o.update(archs=["resnet8", "resnet20"], devices=["gpu_a", "gpu_b"], seeds=[0, 1], n_train=64)
     o["train"].update(epochs=1, batch_size=16)

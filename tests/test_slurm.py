@@ -44,8 +44,15 @@ def test_the_full_config_plans_through_the_slurm_profile_without_slurm_installed
     peak = {wc: res for rule, wc, res in jobs if rule == "devices_peak"}
     assert {wc: (r.get("slurm_partition"), r.get("gpu_model"), r["runtime"]) for wc, r in peak.items()} == {
         f"device={label}": (label, label, "30") for label in ("k80", "p100", "v100")}
+    # a job whose output is a time or a rate gets a node of its own, and asks for the one core it computes with
+    from dlperf.timing import TIMING_RULES
+
+    timing = [(rule, res) for rule, _, res in jobs if rule in TIMING_RULES]
+    assert {rule for rule, _ in timing} == set(TIMING_RULES)
+    for rule, res in timing:
+        assert res.get("slurm_extra") == "--exclusive" and res["cpus_per_task"] == "1", (rule, res)
     # CPU-only work (downloads, data preparation, fits, figures) stays small and on the default partition
-    cpu_rules = {rule for rule, _, res in jobs if "gpu" not in res}
+    cpu_rules = {rule for rule, _, res in jobs if "gpu" not in res} - set(TIMING_RULES)
     assert {"data_download", "data_prepare_cifar", "optimus_loss_fits", "flops_summary"} <= cpu_rules
     for rule, wildcards, res in jobs:
         if rule in cpu_rules and rule != "all":

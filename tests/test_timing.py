@@ -12,7 +12,8 @@ from torch.nn import functional as F
 
 from dlperf.flops.flops import count_layers
 from dlperf.flops.peak import device_name, measure_peak_flops, peak_kernels
-from dlperf.flops.timing import time_callable, time_forward, time_layers
+from dlperf.flops.timing import time_forward, time_layers
+from dlperf.timing import time_callable
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from dlperf.models.cifar_resnet import cifar_model
-from dlperf.flops.timing import TimingResult, time_callable
+from dlperf.timing import TimingResult, time_callable, time_in_turns
 from dlperf.train.data import DeviceImages
 from dlperf.train.engine import evaluate
 
@@ -50,15 +50,9 @@ def paired_eager_latency(models: Mapping[str, nn.Module], batch_size: int, *, wa
     of the models, not of when each was timed."""
     cpu_models = {name: copy.deepcopy(model).cpu().eval() for name, model in models.items()}
     images = latency_images(batch_size)
-    samples: dict[str, list[float]] = {name: [] for name in cpu_models}
     with torch.inference_mode():
-        for model in cpu_models.values():
-            for _ in range(warmup):
-                model(images)
-        for _ in range(repeats):
-            for name, model in cpu_models.items():
-                samples[name] += time_callable(lambda: model(images), warmup=0, repeats=1, device="cpu").samples
-    return {name: TimingResult.of(times) for name, times in samples.items()}
+        return time_in_turns({name: (lambda m=model: m(images)) for name, model in cpu_models.items()},
+                             warmup=warmup, repeats=repeats)
 
 
 def eager_latency(model: nn.Module, batch_size: int, *, warmup: int, repeats: int) -> TimingResult:

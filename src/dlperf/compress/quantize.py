@@ -20,7 +20,7 @@ structure. The default data types are U8S8 (uint8 activations, int8 weights, per
 avoids that at a small cost in resolution. All of these are config settings.
 
 Latency (:func:`time_session`, and :func:`dlperf.compress.evaluation.time_eager` for PyTorch) is the median of ``repeats`` calls after ``warmup`` untimed
-ones (:mod:`dlperf.flops.timing`), onnxruntime and PyTorch each limited to the same number of threads.
+ones (:mod:`dlperf.timing`), onnxruntime and PyTorch each limited to the same number of threads.
 """
 from __future__ import annotations
 
@@ -53,7 +53,7 @@ from dlperf.detection.predictor import preprocess as preprocess_image
 from dlperf.detection.predictor import select_detections
 from dlperf.detection.voc_eval import VOCResult, group_detections_by_class, group_ground_truth_by_class
 from dlperf.detection.voc_eval import evaluate as evaluate_detections
-from dlperf.flops.timing import TimingResult, time_callable
+from dlperf.timing import TimingResult, time_callable
 
 QUANT_TYPES = {"qint8": QuantType.QInt8, "quint8": QuantType.QUInt8}
 CALIBRATION_METHODS = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from dlperf.flops.timing import time_callable
+from dlperf.timing import time_callable
 
 
 def measure_peak_flops(device: torch.device | str, dtype: torch.dtype = torch.float32, n: int | None = None,

@@ -1,59 +1,15 @@
-"""Wall-clock timing of callables, forward passes and single layers, on CPU or CUDA.
-
-Every sample is bracketed by a device synchronisation and ``time.perf_counter``: CUDA kernels run
-asynchronously, so without the barrier a sample would measure the launch, not the work. Warm-up calls
-(allocator growth, cuDNN autotuning, lazy initialisation) are run and thrown away; what is reported is
-the spread of the samples actually measured.
-"""
+"""PALEO's measured side: the wall-clock time of a whole forward pass and of each layer in it, on CPU or CUDA,
+through :mod:`dlperf.timing`'s loop (a synchronised ``perf_counter`` around each sample, warm-up thrown away)."""
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from statistics import median
-from typing import Callable
 
-import numpy as np
 import torch
 from torch import nn
 
 from dlperf.flops.flops import CallNames, is_leaf, module_names
-
-
-@dataclass(frozen=True)
-class TimingResult:
-    """Median and 10th/90th percentiles of ``samples`` (seconds, warm-up excluded)."""
-
-    median_s: float
-    p10_s: float
-    p90_s: float
-    samples: tuple[float, ...]
-
-    @classmethod
-    def of(cls, samples: list[float]) -> TimingResult:
-        p10, p50, p90 = np.percentile(samples, [10, 50, 90])
-        return cls(median_s=float(p50), p10_s=float(p10), p90_s=float(p90), samples=tuple(samples))
-
-
-def synchronize(device: torch.device | str) -> None:
-    """Wait for the device's queued work; a no-op on CPU, where every op returns when it is done."""
-    device = torch.device(device)
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def time_callable(fn: Callable[[], object], *, warmup: int = 3, repeats: int = 20,
-                  device: torch.device | str) -> TimingResult:
-    """Time ``repeats`` calls of ``fn`` after ``warmup`` untimed ones."""
-    for _ in range(warmup):
-        fn()
-    samples = []
-    for _ in range(repeats):
-        synchronize(device)
-        start = time.perf_counter()
-        fn()
-        synchronize(device)
-        samples.append(time.perf_counter() - start)
-    return TimingResult.of(samples)
+from dlperf.timing import TimingResult, synchronize, time_callable
 
 
 def time_forward(model: nn.Module, x: torch.Tensor, **kw) -> TimingResult:

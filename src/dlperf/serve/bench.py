@@ -31,6 +31,8 @@ from typing import Callable, Iterable, Mapping
 import numpy as np
 import pandas as pd
 
+from dlperf.timing import time_callable
+
 from .client import KServeClient, OrtServerClient
 from .process import RunningServer, server_process
 
@@ -171,19 +173,12 @@ def _model_counts(stats: KServeClient, model: str) -> tuple[int, int]:
 
 
 def time_calls(call: Callable[[], object], warmup: int, repeats: int) -> dict[str, float]:
-    """Latency percentiles of ``repeats`` calls after ``warmup`` untimed ones, and the cores this process kept busy
-    meanwhile."""
-    for _ in range(warmup):
-        call()
-    latencies = []
-    cpu_before = time.process_time()
-    for _ in range(repeats):
-        start = time.perf_counter()
-        call()
-        latencies.append(time.perf_counter() - start)
-    cpu = time.process_time() - cpu_before
-    return {"requests": repeats, "wall_s": sum(latencies), "throughput_rps": repeats / sum(latencies),
-            **_percentiles(latencies), "cpu_cores": cpu / sum(latencies)}
+    """Latency percentiles of ``repeats`` calls after ``warmup`` untimed ones (:func:`dlperf.timing.time_callable`),
+    and the cores this process kept busy meanwhile."""
+    timed = time_callable(call, warmup=warmup, repeats=repeats)
+    wall = sum(timed.samples)
+    return {"requests": repeats, "wall_s": wall, "throughput_rps": repeats / wall,
+            **_percentiles(list(timed.samples)), "cpu_cores": timed.cpu_s / wall}
 
 
 def direct_latency(torch_model, onnx_path: str, batch: np.ndarray, threads: int, warmup: int,

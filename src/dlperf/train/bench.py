@@ -29,7 +29,7 @@ from torch import nn
 from dlperf.atomic import write_csv
 from dlperf.models.cifar_resnet import cifar_model
 from dlperf.flops.flops import model_flops_per_step
-from dlperf.flops.timing import synchronize
+from dlperf.timing import synchronize
 from dlperf.provenance import Provenance
 from dlperf.train.data import CIFAR10_MEAN, CIFAR10_STD, Augment, DeviceImages
 from dlperf.train.engine import select_device

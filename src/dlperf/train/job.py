@@ -15,7 +15,8 @@ from pathlib import Path
 
 from dlperf.provenance import Provenance
 from dlperf.train.engine import select_device
-from dlperf.workflow import fingerprint, job_threads, limit_threads
+from dlperf.timing import job_threads
+from dlperf.workflow import fingerprint, limit_threads
 
 UNHASHED_PARAMS = ("state_dir", "measure_threads", "gpu_pack")   # where the state lives, not what it is
 UNHASHED_INPUTS = ("peak",)        # a re-measured peak changes the percent of peak, not the training
