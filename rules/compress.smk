@@ -60,7 +60,7 @@ rule compress_pruning:
         pruning=[f"{run}/pruning.json" for run in compress_plan.prune_runs(COMPRESS)],
         sparsity=[f"{run}/sparsity.csv" for run in compress_plan.prune_runs(COMPRESS)],
         checkpoints=[f"{run}/checkpoint.pt" for run in compress_plan.prune_runs(COMPRESS)],
-        dense=COMPRESS_DENSE + "/checkpoint.pt",
+        dense=f"{COMPRESS_DENSE}/checkpoint.pt",
     output:
         csv="results/compress/pruning.csv",
         layers="results/compress/pruning_layers.csv",
