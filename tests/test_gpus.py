@@ -55,14 +55,14 @@ def test_four_simulated_gpus_never_host_two_overlapping_training_jobs(tmp_path):
     cfg["device"] = "cuda"   # what a CUDA label runs on (the embedded default's is cpu)
     cfg["devices"] = {**cfg["devices"], "gpu_a": {"accelerator": "cuda"}, "gpu_b": {"accelerator": "cuda"}}
     o = cfg["optimus"]
-    o.update(archs=["resnet8", "resnet20"], devices=["gpu_a", "gpu_b"], seeds=[0, 1], n_train=64)
+    o.update(archs=["resnet8", "resnet20"], devices=["gpu_a", "gpu_b"], seeds=[0, 1], n_train=128)
     o["train"].update(epochs=1, batch_size=16)
     o["train"]["schedule"] = {"name": "constant"}
     write_config(work / "gpus.yaml", cfg)
     runs = [f"results/optimus/runs/{arch}-{device}-s{seed}/provenance.json"
             for arch in o["archs"] for device in o["devices"] for seed in o["seeds"]]
     env = {**os.environ, "DLPERF_GPU_IDS": "0,1,2,3", "DLPERF_CUDA_AS_CPU": "1"}
-    rc, text = snakemake("--cores", "4", "--resources", "gpu=4", "--configfile", "gpus.yaml", *runs, cwd=work,
+    rc, text = snakemake("--cores", "4", "--resources", "gpu=4", "--configfile", "gpus.yaml", "--", *runs, cwd=work,
                          env=env, timeout=1200)
     assert rc == 0, text[-4000:]
     held = {run.split("/")[3]: json.loads((work / run).read_text())["gpu_id"] for run in runs}
