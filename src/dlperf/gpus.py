@@ -13,6 +13,7 @@ node of a cluster (SLURM already gives each job its own GPUs; there the lock onl
 """
 from __future__ import annotations
 
+import atexit
 import fcntl
 import os
 import socket
@@ -25,6 +26,7 @@ CUDA_AS_CPU_ENV = "DLPERF_CUDA_AS_CPU"   # "1": a job on a CUDA label claims its
 LOCK_DIR_ENV = "DLPERF_GPU_LOCK_DIR"
 DEFAULT_LOCK_DIR = ".snakemake/gpu-locks"   # in the workflow's working directory, beside Snakemake's own state
 POLL_SECONDS = 1.0
+LEDGER = "claims.tsv"   # in the lock directory: host, gpu, slot, pid, event (claimed | released), epoch seconds
 
 _held: dict[str, int] = {}   # id -> the open lock file's descriptor, kept for the life of the process
 _pack = 1
@@ -42,6 +44,31 @@ def visible_gpu_ids() -> list[str]:
     except (OSError, subprocess.SubprocessError):
         return []
     return [line.strip() for line in out.splitlines() if line.strip()]
+
+
+def _log(directory: Path, host: str, gpu: str, slot: int, event: str) -> None:
+    """One line of the ledger, appended in a single write (lines of concurrent jobs never interleave)."""
+    line = f"{host}\t{gpu}\t{slot}\t{os.getpid()}\t{event}\t{time.time():.6f}\n"
+    fd = os.open(directory / LEDGER, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, line.encode())
+    finally:
+        os.close(fd)
+
+
+def ledger_windows(lock_dir: str | os.PathLike) -> list[tuple[str, str, int, float, float]]:
+    """(host, gpu, pid, claimed, released) of every claim in a lock directory's ledger that was released: the time
+    each process held its GPU, within the lock's (the lock outlives the ledger's window by the interpreter's exit)."""
+    claimed: dict[tuple, float] = {}
+    windows = []
+    for line in (Path(lock_dir) / LEDGER).read_text().splitlines():
+        host, gpu, slot, pid, event, stamp = line.split("\t")
+        key = (host, gpu, slot, int(pid))
+        if event == "claimed":
+            claimed[key] = float(stamp)
+        elif key in claimed:
+            windows.append((host, f"{gpu}/{slot}", int(pid), claimed.pop(key), float(stamp)))
+    return windows
 
 
 def held_pack() -> int:
@@ -87,6 +114,9 @@ def claim_gpu(pack: int = 1, lock_dir: str | os.PathLike | None = None, timeout_
             os.write(fd, f"{os.getpid()}\n".encode())
             _held[gpu], _pack = fd, pack
             os.environ["CUDA_VISIBLE_DEVICES"] = gpu
+            _log(directory, host, gpu, slot, "claimed")
+            # written before the interpreter's exit closes the lock: a ledger window ends no later than the lock
+            atexit.register(_log, directory, host, gpu, slot, "released")
             return gpu
         if time.monotonic() > deadline:
             raise RuntimeError(f"no free GPU among {ids} ({pack} job(s) each) after {timeout_s:.0f} s (locks in "
