@@ -20,6 +20,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from dlperf.estimate import job_stats
+
 from dlperf.report.fidelity import Fidelity
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -107,14 +109,7 @@ def snakemake(*args, cwd=ROOT, timeout=600, env=None) -> tuple[int, str]:
 
 def job_counts(text: str) -> dict[str, int]:
     """The dry run's (first) 'Job stats' table as {rule: count}."""
-    lines = text.split("Job stats:")[1].splitlines()[3:]
-    counts = {}
-    for line in lines:
-        parts = line.split()
-        if len(parts) != 2 or not parts[1].isdigit() or parts[0] == "total":
-            break
-        counts[parts[0]] = int(parts[1])
-    return counts
+    return job_stats(text)
 
 
 # ---- copies of the workflow and config files ---------------------------------------------------------------------

@@ -19,13 +19,14 @@ import argparse
 import math
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Mapping
 
 import pandas as pd
 import yaml
+
+from dlperf.timing import time_callable
 
 CPU_CALIBRATION_BATCH = 16
 CALIBRATION_STEPS = 3         # timed, after one untimed warm-up step
@@ -224,17 +225,7 @@ def calibrate(model: Model, batch: int, device: str, threads: int) -> dict:
         loss.backward()
         opt.step()
 
-    step()
-    times = []
-    for _ in range(CALIBRATION_STEPS):
-        if device == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        step()
-        if device == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    per_image = sorted(times)[len(times) // 2] / b
+    per_image = time_callable(step, warmup=1, repeats=CALIBRATION_STEPS, device=device).median_s / b
     try:
         flops = model_flops_per_step(module, shape, batch=1)
     except Exception:   # a model the counter cannot trace: no PALEO view, the time still stands
@@ -249,12 +240,8 @@ JOB_IMPORTS = "import snakemake.script, torch, torchvision, pandas, matplotlib.p
 def startup_seconds() -> float:
     """A job's start-up: a fresh interpreter importing what a workflow job imports (Snakemake's script glue, torch,
     torchvision, pandas, matplotlib), median of 3. Many small jobs cost little more than this."""
-    times = []
-    for _ in range(3):
-        start = time.perf_counter()
-        subprocess.run([sys.executable, "-c", JOB_IMPORTS], check=True)
-        times.append(time.perf_counter() - start)
-    return sorted(times)[1]
+    return time_callable(lambda: subprocess.run([sys.executable, "-c", JOB_IMPORTS], check=True), warmup=0,
+                         repeats=3).median_s
 
 
 def estimate(cfg: Mapping, device: str, threads: int, other_jobs: Mapping[str, int]) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -278,9 +265,13 @@ def job_counts(configfile: str | None, directory: str = ".") -> dict[str, int]:
     args = [sys.executable, "-m", "snakemake", "-n", "--forceall", "--quiet", "rules", "--cores", "1"]
     if configfile:
         args += ["--configfile", configfile]
-    out = subprocess.run(args, cwd=directory, capture_output=True, text=True, check=True).stdout
+    return job_stats(subprocess.run(args, cwd=directory, capture_output=True, text=True, check=True).stdout)
+
+
+def job_stats(text: str) -> dict[str, int]:
+    """A dry run's (first) 'Job stats' table as {rule: count}."""
     counts = {}
-    for line in out.split("Job stats:")[1].splitlines()[3:]:
+    for line in text.split("Job stats:")[1].splitlines()[3:]:
         parts = line.split()
         if len(parts) != 2 or not parts[1].isdigit() or parts[0] == "total":
             break
@@ -309,8 +300,7 @@ def summary(per_job: pd.DataFrame, devices: int, measured: pd.DataFrame | None =
     table.loc[len(table)] = {"study": "all", "estimated_s": per_job.seconds.sum()}
     table["estimated_device_hours"] = table.estimated_s / 3600
     if measured is not None:
-        m = measured.assign(study=measured.study.replace({"devices": "devices", "report": "report"}))
-        by_study = m.groupby("study").seconds.sum()
+        by_study = measured.groupby("study").seconds.sum()
         table["measured_s"] = [by_study.sum() if s == "all" else by_study.get(s, float("nan")) for s in table.study]
         table["estimated_over_measured"] = table.estimated_s / table.measured_s
     longest = per_job.seconds.max()
