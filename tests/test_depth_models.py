@@ -135,3 +135,25 @@ def test_the_gradient_ratio_is_the_first_layers_mean_grad_over_the_last_layers_i
     assert table.run.tolist() == ["a", "b"]
     assert table.ratio.tolist() == pytest.approx([2e-9, 2.0])   # epoch 2's record of run a is left out
     assert table.model.tolist() == ["vgg38", "vgg08"]
+
+
+def test_the_grids_base_rate_rows_get_macros_without_the_rate_so_the_text_reads_any_grid():
+    from dlperf.depth.values import base_lr, depth_values
+
+    summary = pd.DataFrame({"model": ["vgg08", "vgg38", "vgg38_bn_rc", "vgg38_bn_rc"],
+                            "lr": [3e-3, 3e-3, 3e-3, 1e-2], "params": [1, 2, 3, 3],
+                            "train_loss": [3.0, 4.6, 2.5, 2.0], "val_loss": [3.1, 4.61, 2.6, 2.1],
+                            "val_acc": [20.0, 1.0, 30.0, 45.0], "test_acc": [19.0, 1.0, 29.0, 44.0],
+                            "test_loss": [3.2, 4.6, 2.7, 2.2]})
+    grad = pd.DataFrame({"model": ["vgg38"], "lr": [3e-3], "ratio": [1e-9]})
+    assert base_lr(summary) == 3e-3
+    assert base_lr(summary.iloc[[0, 3]]) == 3e-3   # a tie goes to the smaller rate
+    depth = {"train": {"epochs": 4, "batch_size": 20, "optimizer": {"name": "adam", "weight_decay": 0.0},
+                       "schedule": {"t_max": 100, "eta_min": 2e-5, "step_per": "iteration"}},
+             "num_filters": 16, "n_train": 5000, "val_size": 500, "grad_flow": {"every": 10}}
+    values = depth_values(summary=summary, grad_ratio=grad, runs={"r": {"config": {"depth": depth}}},
+                          dataset={"classes": 100})
+    assert values["DepthValAccuracyVggThirtyEightBnRc"] == values["DepthValAccuracyVggThirtyEightBnRcLrThreeEThree"]
+    assert values["DepthValAccuracyVggThirtyEightBnRcLrOneETwo"] == "45.0"
+    assert values["DepthGradLogRatioVggThirtyEight"] == "-9.0"
+    assert values["DepthBaseLr"] == "0.003"

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from dlperf.depth.values import base_lr
 from dlperf.report.latex import (
     Latex,
     log_problems,
@@ -25,6 +26,7 @@ from dlperf.report.latex import (
     render_sections,
 )
 from dlperf.report.values import fixed, plain, significant
+from dlperf.workflow import lr_label
 
 from conftest import copy_run, run_snakemake
 REPORT = "results/report/report.pdf"
@@ -128,9 +130,10 @@ def test_the_numbers_in_the_text_are_those_of_the_results(embedded_run):
     assert values["OptimusTargetMape"] == mape
     # plain VGG-38's first-layer gradient against its last layer's, in the first recorded epoch
     flow = pd.read_csv(results / "depth/grad_flow.csv")
-    run = flow[flow.run == "vgg38-lr1e-3-s0"]
+    base = base_lr(pd.read_csv(results / "depth/summary.csv"))
+    run = flow[flow.run == f"vgg38-lr{lr_label(base)}-s0"]
     per_layer = run[run.epoch == run.epoch.min()].groupby("layer", sort=False).mean_abs_grad.mean()
-    assert values["DepthGradLogRatioVggThirtyEightLrOneEThree"] == fixed(
+    assert values["DepthGradLogRatioVggThirtyEight"] == fixed(
         math.log10(per_layer.iloc[0] / per_layer.iloc[-1]), 1)
     assert values["DepthCourseworkParamsVggThirtyEightBn"] == r"338\,500"  # at the coursework's 32 filters
     summary = pd.read_csv(results / "transfer/summary.csv")

@@ -19,6 +19,12 @@ DEPTH_LABELS = {"vgg08": "VGG-08", "vgg38": "VGG-38", "vgg38_bn": "VGG-38 BN", "
 COURSEWORK_FILTERS = 32
 
 
+def base_lr(summary: pd.DataFrame) -> float:
+    """The grid's base learning rate: the one most runs use (the smaller on a tie), at which every variant is run."""
+    counts = summary.lr.value_counts()
+    return float(min(counts.index[counts == counts.max()]))
+
+
 def depth_values(*, summary: pd.DataFrame, grad_ratio: pd.DataFrame, runs: Mapping[str, Mapping],
                  dataset: Mapping) -> dict[str, object]:
     """Macros of the depth section.
@@ -67,4 +73,12 @@ def depth_values(*, summary: pd.DataFrame, grad_ratio: pd.DataFrame, runs: Mappi
         }
     for row in grad_ratio.itertuples():
         values[macro_name("GradLogRatio", row.model, "lr", lr_label(row.lr))] = fixed(math.log10(row.ratio), 1)
+    # The grid's base learning rate (the coursework's 1e-3 at full scale): its rows also get macros without the lr,
+    # so that the text reads the same whatever rate a config's grid is built around.
+    base = base_lr(summary)
+    values["BaseLr"] = significant(base, 1)
+    for name, value in list(values.items()):
+        suffix = macro_name("lr", lr_label(base))
+        if name.endswith(suffix) and name != suffix:
+            values[name[: -len(suffix)]] = value
     return {macro_name("depth", key): value for key, value in values.items()}
