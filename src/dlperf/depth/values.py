@@ -9,13 +9,14 @@ from typing import Mapping
 import pandas as pd
 
 from dlperf.models.vgg_mlp import vgg_mlp_from_name
-from dlperf.report.latex import macro_name
-from dlperf.report.values import count, fixed, plain, significant
+from dlperf.report.latex import Latex, macro_name
+from dlperf.report.values import count, fixed, plain, significant, words
 from dlperf.workflow import lr_label
 
 
 DEPTH_LABELS = {"vgg08": "VGG-08", "vgg38": "VGG-38", "vgg38_bn": "VGG-38 BN", "vgg38_rc": "VGG-38 RC",
                 "vgg38_bn_rc": "VGG-38 BN+RC"}
+REPAIRED = ("vgg38_bn", "vgg38_rc", "vgg38_bn_rc")
 COURSEWORK_FILTERS = 32
 
 
@@ -23,6 +24,19 @@ def base_lr(summary: pd.DataFrame) -> float:
     """The grid's base learning rate: the one most runs use (the smaller on a tie), at which every variant is run."""
     counts = summary.lr.value_counts()
     return float(min(counts.index[counts == counts.max()]))
+
+
+def repair_sentences(at_base: pd.DataFrame, grad_at_base: pd.DataFrame) -> dict[str, Latex]:
+    """The repaired VGG-38 variants a grid runs at its base rate, listed: ``RepairAccuracies`` (their validation
+    accuracies) and ``RepairGradRatios`` (their first-over-last gradient ratios), in the variants' fixed order."""
+    order = [name for name in REPAIRED if name in set(at_base.model)]
+    accuracy = at_base.set_index("model").val_acc
+    ratio = grad_at_base.set_index("model").ratio
+    accuracies = [f"{fixed(accuracy[name], 1)}\\,\\% ({DEPTH_LABELS[name]})" for name in order]
+    ratios = [f"$10^{{{fixed(math.log10(ratio[name]), 1)}}}$ for {DEPTH_LABELS[name]}"
+              for name in order if name in ratio.index]
+    return {"RepairAccuracies": Latex(words(accuracies) if accuracies else "none run"),
+            "RepairGradRatios": Latex(words(ratios) if ratios else "not recorded")}
 
 
 def depth_values(*, summary: pd.DataFrame, grad_ratio: pd.DataFrame, runs: Mapping[str, Mapping],
@@ -77,6 +91,7 @@ def depth_values(*, summary: pd.DataFrame, grad_ratio: pd.DataFrame, runs: Mappi
     # so that the text reads the same whatever rate a config's grid is built around.
     base = base_lr(summary)
     values["BaseLr"] = significant(base, 1)
+    values |= repair_sentences(summary[summary.lr == base], grad_ratio[grad_ratio.lr == base])
     for name, value in list(values.items()):
         suffix = macro_name("lr", lr_label(base))
         if name.endswith(suffix) and name != suffix:
