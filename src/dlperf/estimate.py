@@ -212,7 +212,7 @@ def calibrate(model: Model, batch: int, device: str, threads: int) -> dict:
     b = batch if device == "cuda" else min(batch, CPU_CALIBRATION_BATCH)
     x = torch.randn(b, *shape, device=device).contiguous(memory_format=memory_format)
     y = torch.randint(0, classes or 1, (b,), device=device)
-    opt = torch.optim.SGD(module.parameters(), lr=1e-3, momentum=0.9)
+    opt = torch.optim.SGD(module.parameters(), lr=1e-3, momentum=0.9, foreach=True)  # as the engine steps
 
     def step():
         out = module(x)

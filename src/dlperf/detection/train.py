@@ -80,9 +80,10 @@ def schedule_factor(scheduler: dict, epoch: int) -> float:
 
 def build_optimizer(groups: list[dict], cfg: SSDTrainConfig) -> torch.optim.Optimizer:
     if cfg.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
+                               foreach=True)  # grouped updates, as dlperf.train.engine.build_optimizer
     if cfg.optimizer == "adam":
-        return torch.optim.Adam(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        return torch.optim.Adam(groups, lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=True)
     raise ValueError(f"unknown SSD optimizer {cfg.optimizer!r}: expected sgd or adam")
 
 
