@@ -104,9 +104,10 @@ def write_repository(root: Path, models: dict[str, dict[int, bytes]], configs: d
 
 
 @contextlib.contextmanager
-def running_server(root: Path, default_model: str | None = None, **options) -> Iterator[InferenceServer]:
+def running_server(root: Path, default_model: str | None = None, exit_on_error: bool = True,
+                   **options) -> Iterator[InferenceServer]:
     """An in-process server on 127.0.0.1 at an ephemeral port, serving from a thread."""
-    repository = ModelRepository(root, ServingOptions(**options), default_model)
+    repository = ModelRepository(root, ServingOptions(**options), default_model, exit_on_error=exit_on_error)
     try:
         with serving_in_thread(InferenceServer(repository)) as server:
             yield server

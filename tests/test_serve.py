@@ -373,7 +373,8 @@ BAD_REQUESTS = {
     "binary size past the body": ("POST", _INFER, {"Inference-Header-Content-Length": "10"}, b'{"inputs":[]}', 400),
     "unknown model (V2)": ("POST", "/v2/models/resnet/infer", {}, _infer_body(), 404),
     "unknown version (V2)": ("GET", f"/v2/models/{MODEL}/versions/3", {}, b"", 404),
-    "unknown route (V2)": ("GET", "/v2/repository/index", {}, b"", 404),
+    "unknown route (V2)": ("GET", "/v2/repository/models", {}, b"", 404),
+    "GET on the POST-only index": ("GET", "/v2/repository/index", {}, b"", 405),
     "oversized body (V2)": ("POST", _INFER, {}, _OVERSIZED, 413),
     "chunked body": ("POST", _INFER, {"Transfer-Encoding": "chunked"}, b"0\r\n\r\n", 411),
 }
@@ -474,9 +475,9 @@ def test_openapi_document_describes_every_route(server):
     assert document["openapi"].startswith("3.")
     assert set(document["paths"]) == {
         "/", "/score", "/v1/models/{name}:predict", "/v1/models/{name}/versions/{version}:predict",
-        "/openapi.json", "/v2", "/v2/health/live", "/v2/health/ready",
+        "/openapi.json", "/v2", "/v2/health/live", "/v2/health/ready", "/v2/repository/index", "/metrics",
         *(f"/v2/models/{{name}}{v}{suffix}" for v in ("", "/versions/{version}")
-          for suffix in ("", "/ready", "/stats", "/infer")),
+          for suffix in ("", "/ready", "/stats", "/config", "/infer")),
     }
     assert document["paths"]["/v2/models/{name}"]["get"]["parameters"][0]["schema"]["enum"] == [MODEL]
 

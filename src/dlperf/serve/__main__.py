@@ -36,6 +36,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="runs of one batching model version in flight at once (Triton's instance_group count)")
     parser.add_argument("--providers", default="CPUExecutionProvider",
                         help="comma-separated onnxruntime execution providers, in order of preference")
+    parser.add_argument("--exit-on-error", default="true", choices=["true", "false"],
+                        help="refuse to start when a model or its config.pbtxt fails to load (default); with false, "
+                             "serve the others and list it as UNAVAILABLE, as Triton's --exit-on-error=false")
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     return parser.parse_args(argv)
 
@@ -51,8 +54,16 @@ def main(argv: list[str] | None = None) -> None:
         instances=args.instances,
         providers=tuple(p.strip() for p in args.providers.split(",") if p.strip()),
     )
-    repository = ModelRepository(args.model_repository, options, args.default_model)
-    server = InferenceServer(repository, args.host, args.port, args.max_body_bytes)
+    try:
+        repository = ModelRepository(args.model_repository, options, args.default_model,
+                                     exit_on_error=args.exit_on_error == "true")
+    except (OSError, ValueError) as error:   # a model, its config.pbtxt or the repository itself: the file is named
+        sys.exit(f"error: {error}")
+    try:
+        server = InferenceServer(repository, args.host, args.port, args.max_body_bytes)
+    except OSError as error:
+        repository.close()
+        sys.exit(f"error: cannot listen on {args.host}:{args.port}: {error.strerror or error}")
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     print(f"Listening at: {server.url}", flush=True)
     try:

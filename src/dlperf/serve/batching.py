@@ -42,6 +42,8 @@ class _Job:
     key: tuple
     arrived: float = field(default_factory=time.monotonic)
     result: Future = field(default_factory=Future)
+    started: float = 0.0   # when the run that served it began (monotonic), and how long that run took
+    compute_s: float = 0.0
 
 
 def _merge_key(feeds: Tensors) -> tuple:
@@ -93,6 +95,11 @@ class DynamicBatcher:
     def submit(self, feeds: Tensors, batch_size: int) -> Tensors:
         """Run one request (``batch_size`` rows along axis 0 of every input), alone or merged, and return its
         outputs."""
+        return self.submit_timed(feeds, batch_size)[0]
+
+    def submit_timed(self, feeds: Tensors, batch_size: int) -> tuple[Tensors, float, float]:
+        """:meth:`submit`, with the seconds the request queued before its run began and the seconds that run took
+        (Triton's queue and compute times; a merged run's time is charged to each request in it)."""
         job = _Job(feeds, batch_size, _merge_key(feeds))
         with self._work:
             idle = self._free > 0 and not self._pending
@@ -106,7 +113,8 @@ class DynamicBatcher:
         if idle:
             self._run_alone(job)
             self._release()
-        return job.result.result()
+        outputs = job.result.result()
+        return outputs, max(0.0, job.started - job.arrived), job.compute_s
 
     @property
     def queued(self) -> int:
@@ -157,6 +165,7 @@ class DynamicBatcher:
             self._run_alone(batch[0])
             return
         total = sum(job.batch_size for job in batch)
+        started = time.monotonic()
         try:
             outputs = self._run({name: np.concatenate([job.feeds[name] for job in batch]) for name in batch[0].feeds})
             if any(array.shape[:1] != (total,) for array in outputs.values()):
@@ -166,14 +175,20 @@ class DynamicBatcher:
             for job in batch:
                 self._run_alone(job)
             return
-        start = 0
+        compute_s, start = time.monotonic() - started, 0
         for job in batch:
+            job.started, job.compute_s = started, compute_s
             stop = start + job.batch_size
             job.result.set_result({name: array[start:stop] for name, array in outputs.items()})
             start = stop
 
     def _run_alone(self, job: _Job) -> None:
+        job.started = time.monotonic()
         try:
-            job.result.set_result(self._run(job.feeds))
+            outputs = self._run(job.feeds)
         except Exception as error:
+            job.compute_s = time.monotonic() - job.started
             job.result.set_exception(error)
+            return
+        job.compute_s = time.monotonic() - job.started
+        job.result.set_result(outputs)

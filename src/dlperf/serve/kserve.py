@@ -120,7 +120,7 @@ def parse_response(body: bytes, header_length: str | None) -> dict[str, np.ndarr
 
 
 def _with_binary(header: dict, chunks: list[bytes]) -> tuple[bytes, dict[str, str]]:
-    text = json.dumps(header, separators=(",", ":")).encode()
+    text = json.dumps(header, separators=(",", ":"), allow_nan=False).encode()   # strict JSON: see _json_values
     if not chunks:
         return text, {"Content-Type": "application/json"}
     return text + b"".join(chunks), {"Content-Type": "application/octet-stream", HEADER_LENGTH: str(len(text))}
@@ -138,9 +138,23 @@ def _tensors(arrays: Mapping[str, np.ndarray], binary: Mapping[str, bool]) -> tu
             entry["parameters"] = {"binary_data_size": len(data)}
             chunks.append(data)
         else:
-            entry["data"] = [str(v) for v in array.ravel()] if element.is_string else array.ravel().tolist()
+            entry["data"] = [str(v) for v in array.ravel()] if element.is_string else _json_values(array.ravel())
         entries.append(entry)
     return entries, chunks
+
+
+NON_FINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+
+
+def _json_values(flat: np.ndarray) -> list:
+    """A flat tensor's values for JSON. Strict JSON has no NaN or infinity, which Python's json writes bare and strict
+    parsers reject; they go as the strings "NaN", "Infinity" and "-Infinity", as protobuf's JSON mapping writes
+    non-finite floats (numpy reads those strings back as floats)."""
+    values = flat.tolist()
+    if flat.dtype.kind == "f" and not np.isfinite(flat).all():
+        values = [v if math.isfinite(v) else ("NaN" if math.isnan(v) else "Infinity" if v > 0 else "-Infinity")
+                  for v in values]
+    return values
 
 
 def _to_bytes(array: np.ndarray, element: ElementType) -> bytes:
@@ -257,6 +271,12 @@ def _from_json(data: Any, element: ElementType, count: int, name: str) -> np.nda
         limits = np.iinfo(element.numpy)
         if values.min() < limits.min or values.max() > limits.max:
             raise ServeError(400, f"tensor '{name}': 'data' holds values outside {element.kserve}")
+    elif element.numpy.kind == "f" and values.dtype.kind in "OU":   # "NaN", "Infinity", "-Infinity" among numbers
+        values = np.array(data, dtype=object).ravel()
+        if not all(v in NON_FINITE if isinstance(v, str) else isinstance(v, (int, float)) and not isinstance(v, bool)
+                   for v in values):
+            raise ServeError(400, f"tensor '{name}': 'data' does not hold {element.kserve} values")
+        values = np.array([NON_FINITE.get(v, v) if isinstance(v, str) else v for v in values], dtype=np.float64)
     elif values.dtype.kind not in _ACCEPTED_KINDS[element.numpy.kind]:
         raise ServeError(400, f"tensor '{name}': 'data' does not hold {element.kserve} values")
     return values.astype(element.numpy)

@@ -153,6 +153,12 @@ _REQUEST_ID = {"x-ms-request-id": {"schema": {"type": "string", "format": "uuid"
                                    "description": "a new UUID for every response"}}
 
 
+_SCHEMAS["ModelConfig"] = {"type": "object", "required": ["name", "platform", "max_batch_size", "input", "output"]}
+_SCHEMAS["RepositoryIndex"] = _array({"type": "object", "required": ["name", "state"], "properties": {
+    "name": {"type": "string"}, "version": {"type": "string"},
+    "state": {"type": "string", "enum": ["READY", "UNAVAILABLE"]}, "reason": {"type": "string"}}})
+
+
 def _json(schema: str, description: str) -> dict:
     return {"description": description, "headers": _REQUEST_ID, "content": {JSON: {"schema": _ref(schema)}}}
 
@@ -240,7 +246,15 @@ def openapi_document(models: dict[str, list[int]], default_model: str | None) ->
         paths[prefix + "/ready"] = _v2_get("the model is ready", parameters, None)
         paths[prefix + "/stats"] = _v2_get("inference statistics (Triton's statistics extension)",
                                            parameters, "ModelStats")
+        paths[prefix + "/config"] = _v2_get("the model's configuration (Triton's JSON form)", parameters,
+                                            "ModelConfig")
         paths[prefix + "/infer"] = _v2_infer(parameters)
+    text = {"text/plain": {"schema": {"type": "string"}}}
+    paths["/metrics"] = {"get": {"summary": "Prometheus metrics per model version (Triton's names)", "responses": {
+        "200": {"description": "text exposition format 0.0.4", "content": text}}}}
+    paths["/v2/repository/index"] = {"post": {
+        "summary": "every model version and its state (Triton's repository extension); the body is ignored",
+        "responses": {"200": _json("RepositoryIndex", "READY models, and UNAVAILABLE ones with the reason")}}}
     return {
         "openapi": "3.0.3",
         "info": {"title": "dlperf.serve", "version": "1",

@@ -1,7 +1,8 @@
 """The model repository: Triton's directory layout, loaded into onnxruntime sessions.
 
-    <root>/<model_name>/config.pbtxt            optional; only ``max_batch_size`` and
-                                                ``max_queue_delay_microseconds`` are read
+    <root>/<model_name>/config.pbtxt            optional; parsed and checked against the model
+                                                (dlperf.serve.model_config), which acts on
+                                                ``max_batch_size`` and ``dynamic_batching``
     <root>/<model_name>/<version>/model.onnx    version: a non-negative integer; the highest is the default
 
 Every version is loaded at start-up, so "ready" simply means "in the repository" and the first request
@@ -25,6 +26,7 @@ import onnxruntime as ort
 from .batching import DynamicBatcher, Tensors
 from .dtypes import BY_ORT, ElementType, element_of_array
 from .errors import ServeError
+from .model_config import TYPE_OF_KSERVE, ModelConfig, ModelConfigError, read_model_config
 
 log = logging.getLogger(__name__)
 
@@ -65,12 +67,37 @@ class TensorSpec:
         return {"name": self.name, "datatype": self.element.kserve, "shape": self.kserve_shape}
 
 
+class ModelLoadError(ValueError):
+    """A model.onnx that onnxruntime cannot load, or whose signature this server cannot carry; names the file."""
+
+
 def _spec(arg: ort.NodeArg, path: Path) -> TensorSpec:
     element = BY_ORT.get(arg.type)
     if element is None:
-        raise ValueError(f"{path}: {arg.name} has type {arg.type}, which this server cannot carry")
+        raise ModelLoadError(f"{path}: {arg.name} has type {arg.type}, which this server cannot carry")
     shape = tuple(d if isinstance(d, int) and d >= 0 else None for d in arg.shape)
     return TensorSpec(arg.name, element, shape)
+
+
+# Prometheus metrics (GET /metrics): Triton's names where Triton has the metric, cumulative counters in µs.
+METRICS = {
+    "nv_inference_request_success": ("counter", "Number of successful inference requests, all batch sizes"),
+    "nv_inference_request_failure": ("counter", "Number of failed inference requests, all batch sizes"),
+    "nv_inference_count": ("counter", "Number of inferences performed (rows, not requests)"),
+    "nv_inference_exec_count": ("counter", "Number of model executions performed (merged batches count once)"),
+    "nv_inference_request_duration_us": ("counter", "Cumulative inference request duration in microseconds, "
+                                                    "from the model's receipt of the request to its answer"),
+    "nv_inference_queue_duration_us": ("counter", "Cumulative time requests spent queued before their run, in "
+                                                  "microseconds"),
+    "nv_inference_compute_infer_duration_us": ("counter", "Cumulative model execution time charged to requests "
+                                                          "(a merged run's to each request in it), in microseconds"),
+    "dlperf_inference_batch_size": ("histogram", "Rows per model execution"),
+}
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
+
+
+def _bucket(batch: int) -> int | None:
+    return next((size for size in BATCH_BUCKETS if batch <= size), None)
 
 
 class Stats:
@@ -83,13 +110,43 @@ class Stats:
         self.last_inference_ms = 0
         self._success = [0, 0]  # requests, ns
         self._fail = [0, 0]
+        self._queue_ns = 0  # summed over successful requests: waiting for a run, and that run's time
+        self._compute_ns = 0
         self._batches: dict[int, list[int]] = {}  # batch size → [runs, ns]
 
-    def record_request(self, ok: bool, ns: int) -> None:
+    def record_request(self, ok: bool, ns: int, queue_ns: int = 0, compute_ns: int = 0) -> None:
         with self._lock:
             counter = self._success if ok else self._fail
             counter[0] += 1
             counter[1] += ns
+            if ok:
+                self._queue_ns += queue_ns
+                self._compute_ns += compute_ns
+
+    def prometheus(self, labels: str) -> dict[str, list[str]]:
+        """This model version's samples of each metric (:data:`METRICS`), ``labels`` already rendered."""
+        with self._lock:
+            values = {
+                "nv_inference_request_success": self._success[0],
+                "nv_inference_request_failure": self._fail[0],
+                "nv_inference_count": self.inference_count,
+                "nv_inference_exec_count": self.execution_count,
+                "nv_inference_request_duration_us": (self._success[1] + self._fail[1]) // 1000,
+                "nv_inference_queue_duration_us": self._queue_ns // 1000,
+                "nv_inference_compute_infer_duration_us": self._compute_ns // 1000,
+            }
+            samples = {name: [f"{name}{{{labels}}} {value}"] for name, value in values.items()}
+            cumulative, lines = 0, []
+            for size in BATCH_BUCKETS:
+                cumulative += sum(runs for batch, (runs, _) in self._batches.items() if _bucket(batch) == size)
+                lines.append(f'dlperf_inference_batch_size_bucket{{{labels},le="{size}"}} {cumulative}')
+            total = sum(runs for runs, _ in self._batches.values())
+            rows = sum(batch * runs for batch, (runs, _) in self._batches.items())
+            lines += [f'dlperf_inference_batch_size_bucket{{{labels},le="+Inf"}} {total}',
+                      f"dlperf_inference_batch_size_sum{{{labels}}} {rows}",
+                      f"dlperf_inference_batch_size_count{{{labels}}} {total}"]
+            samples["dlperf_inference_batch_size"] = lines
+        return samples
 
     def record_execution(self, batch_size: int, ns: int) -> None:
         with self._lock:
@@ -122,13 +179,16 @@ class Stats:
 class ModelVersion:
     """One loaded model.onnx: its session, signature, statistics and, when it can batch, its batcher.
 
-    A model batches when ``max_batch_size`` > 1 and every input and output has a dynamic first
-    dimension; anything else is run request by request in the caller's thread.
+    A model batches when ``max_batch_size`` > 1, batching is on, and every input and output has a dynamic first
+    dimension; anything else is run request by request in the caller's thread. Whether it merges requests or not,
+    a model whose inputs have a dynamic first dimension and whose ``max_batch_size`` is positive takes requests of at
+    most that many rows, as Triton does (0: no batch dimension, so no limit).
     """
 
     def __init__(self, name: str, version: int, path: Path, options: ServingOptions, max_batch_size: int):
         self.name = name
         self.version = version
+        self.max_batch_size = max_batch_size
         session_options = ort.SessionOptions()
         session_options.intra_op_num_threads = options.intra_op_threads
         session_options.log_severity_level = 3  # failures reach the client and our log; skip ORT's copy
@@ -136,7 +196,9 @@ class ModelVersion:
         self.inputs = tuple(_spec(arg, path) for arg in self.session.get_inputs())
         self.outputs = tuple(_spec(arg, path) for arg in self.session.get_outputs())
         self.stats = Stats()
-        batchable = max_batch_size > 1 and all(s.shape[:1] == (None,) for s in self.inputs + self.outputs)
+        self._batch_dim = max_batch_size > 0 and all(s.shape[:1] == (None,) for s in self.inputs)
+        batchable = (options.batching and max_batch_size > 1
+                     and all(s.shape[:1] == (None,) for s in self.inputs + self.outputs))
         self._batcher = (
             DynamicBatcher(self._run, max_batch_size, options.max_delay_ms / 1000, f"{name}-{version}",
                            options.instances)
@@ -146,15 +208,19 @@ class ModelVersion:
 
     def infer(self, feeds: Tensors, output_names: Sequence[str] | None = None) -> Tensors:
         """The outputs for one request (all of them unless ``output_names``), in model output order."""
-        names = self._check_outputs(output_names)
-        batch_size = self._check_inputs(feeds)
         start = time.perf_counter_ns()
         try:
-            outputs = self._batcher.submit(feeds, batch_size) if self._batcher else self._run(feeds)
+            names = self._check_outputs(output_names)   # a request refused here is a failure too, as in Triton
+            batch_size = self._check_inputs(feeds)
+            if self._batcher:
+                outputs, queue_s, compute_s = self._batcher.submit_timed(feeds, batch_size)
+            else:
+                outputs, queue_s = self._run(feeds), 0.0
+                compute_s = (time.perf_counter_ns() - start) / 1e9
         except Exception:
             self.stats.record_request(False, time.perf_counter_ns() - start)
             raise
-        self.stats.record_request(True, time.perf_counter_ns() - start)
+        self.stats.record_request(True, time.perf_counter_ns() - start, int(queue_s * 1e9), int(compute_s * 1e9))
         return {name: outputs[name] for name in names}
 
     def metadata(self, versions: Sequence[int]) -> dict:
@@ -166,6 +232,20 @@ class ModelVersion:
             "inputs": [spec.metadata() for spec in self.inputs],
             "outputs": [spec.metadata() for spec in self.outputs],
         }
+
+    def config(self) -> dict:
+        """Triton's model configuration as JSON (GET /v2/models/<name>/config), from what the server runs: the
+        batch limit, and the tensors without their batch dimension when the model has one."""
+        def tensors(specs):
+            return [{"name": spec.name, "data_type": TYPE_OF_KSERVE[spec.element.kserve],
+                     "dims": spec.kserve_shape[1:] if self._batch_dim else spec.kserve_shape} for spec in specs]
+        document = {"name": self.name, "platform": "onnxruntime_onnx", "backend": "onnxruntime",
+                    "max_batch_size": self.max_batch_size if self._batch_dim else 0,
+                    "input": tensors(self.inputs), "output": tensors(self.outputs)}
+        if self._batcher is not None:
+            document["dynamic_batching"] = {
+                "max_queue_delay_microseconds": str(round(self._batcher.max_delay_s * 1e6))}   # uint64: a string
+        return document
 
     def close(self) -> None:
         if self._batcher is not None:
@@ -199,12 +279,15 @@ class ModelVersion:
                                       f"the model's {spec.kserve_shape} (-1: any size)")
             if array.size == 0:
                 raise ServeError(400, f"input '{spec.name}': the tensor has no elements")
-        if self._batcher is None:
+        if not self._batch_dim:
             return 1
         sizes = {feeds[name].shape[0] for name in expected}
         if len(sizes) > 1:
             raise ServeError(400, f"inputs disagree on the batch dimension: {sorted(sizes)}")
-        return sizes.pop()
+        batch_size = sizes.pop()
+        if batch_size > self.max_batch_size:   # Triton's words
+            raise ServeError(400, f"inference request batch-size must be <= {self.max_batch_size} for '{self.name}'")
+        return batch_size
 
     def _run(self, feeds: Tensors) -> Tensors:
         start = time.perf_counter_ns()
@@ -218,29 +301,6 @@ class ModelVersion:
         return {spec.name: value for spec, value in zip(self.outputs, values)}
 
 
-def _config_max_batch_size(model_dir: Path) -> int | None:
-    """``max_batch_size`` from a Triton config.pbtxt (protobuf text format), if the file sets it."""
-    return _config_integer(model_dir, "max_batch_size")
-
-
-def _config_max_delay_ms(model_dir: Path) -> float | None:
-    """``dynamic_batching { max_queue_delay_microseconds }`` of a Triton config.pbtxt in ms, if the file has a
-    ``dynamic_batching`` block; a block without the field means 0, as in Triton (and protobuf's text format
-    leaves a zero out)."""
-    config = model_dir / "config.pbtxt"
-    if not config.is_file() or re.search(r"^\s*dynamic_batching\b", config.read_text(), re.MULTILINE) is None:
-        return None
-    return (_config_integer(model_dir, "max_queue_delay_microseconds") or 0) / 1000
-
-
-def _config_integer(model_dir: Path, field: str) -> int | None:
-    config = model_dir / "config.pbtxt"
-    if not config.is_file():
-        return None
-    found = re.search(rf"^\s*{field}\s*:\s*(\d+)", config.read_text(), re.MULTILINE)
-    return int(found[1]) if found else None
-
-
 class ModelRepository:
     """Every version of every model under ``root``, loaded and ready.
 
@@ -249,30 +309,63 @@ class ModelRepository:
     """
 
     def __init__(self, root: str | Path, options: ServingOptions = ServingOptions(),
-                 default_model: str | None = None):
+                 default_model: str | None = None, exit_on_error: bool = True):
         self.root = Path(root)
         self.options = options
         self._models: dict[str, dict[int, ModelVersion]] = {}
+        self.unavailable: dict[str, str] = {}  # model -> why it failed to load (only when not exit_on_error)
+        self.configs: dict[str, ModelConfig] = {}
         for model_dir in sorted(p for p in self.root.iterdir() if p.is_dir()):
             versions = sorted(int(p.name) for p in model_dir.iterdir()
                               if re.fullmatch(r"[0-9]+", p.name) and (p / "model.onnx").is_file())
             if not versions:
                 log.warning("%s holds no <version>/model.onnx; skipped", model_dir)
                 continue
-            cap = _config_max_batch_size(model_dir)
-            max_batch_size = (options.max_batch_size if cap is None else cap) if options.batching else 0
-            delay = _config_max_delay_ms(model_dir)
-            model_options = options if delay is None else dataclasses.replace(options, max_delay_ms=delay)
-            self._models[model_dir.name] = {
-                v: ModelVersion(model_dir.name, v, model_dir / str(v) / "model.onnx", model_options, max_batch_size)
-                for v in versions
-            }
+            try:
+                self._models[model_dir.name] = self._load(model_dir, versions)
+            except (ModelConfigError, ModelLoadError) as error:
+                if exit_on_error:
+                    raise
+                self.unavailable[model_dir.name] = str(error)
+                log.error("model %s is unavailable: %s", model_dir.name, error)
+                continue
             log.info("loaded model %s, versions %s", model_dir.name, versions)
-        if not self._models:
+        if not self._models and not self.unavailable:
             raise ValueError(f"no model under {self.root} (expected <model>/<version>/model.onnx)")
         if default_model is not None and default_model not in self._models:
             raise ValueError(f"default model {default_model!r} is not in {sorted(self._models)}")
         self.default_model = default_model or (next(iter(self._models)) if len(self._models) == 1 else None)
+
+    def _load(self, model_dir: Path, versions: list[int]) -> dict[int, ModelVersion]:
+        """Every version of one model, its config.pbtxt read and checked against each; a failure names the file."""
+        config = read_model_config(model_dir)
+        options = self.options
+        max_batch_size = options.max_batch_size if config.max_batch_size is None else config.max_batch_size
+        if config.max_delay_ms is not None:
+            options = dataclasses.replace(options, max_delay_ms=config.max_delay_ms)
+        loaded: dict[int, ModelVersion] = {}
+        try:
+            for v in versions:
+                path = model_dir / str(v) / "model.onnx"
+                try:
+                    loaded[v] = ModelVersion(model_dir.name, v, path, options, max_batch_size)
+                except ValueError:
+                    raise
+                except Exception as error:   # onnxruntime's own exception types: a file it cannot load
+                    raise ModelLoadError(f"{path}: onnxruntime cannot load it: {error}") from None
+                config.check_against(loaded[v].inputs, loaded[v].outputs, max_batch_size)
+        except Exception:
+            for model in loaded.values():
+                model.close()
+            raise
+        self.configs[model_dir.name] = config
+        return loaded
+
+    def index(self) -> list[dict]:
+        """Triton's repository index: every model version with its state, and the reason of an unavailable one."""
+        rows = [{"name": m.name, "version": str(m.version), "state": "READY"} for m in self]
+        rows += [{"name": name, "state": "UNAVAILABLE", "reason": reason} for name, reason in self.unavailable.items()]
+        return sorted(rows, key=lambda row: (row["name"], row.get("version", "")))
 
     @property
     def names(self) -> list[str]:
@@ -290,6 +383,15 @@ class ModelRepository:
             raise ServeError(404, f"model '{name}' has no version '{version}'; it has {list(versions)}")
         return versions[int(version)]
 
+    def metrics(self) -> str:
+        """Every model version's :data:`METRICS` in Prometheus' text exposition format (version 0.0.4)."""
+        per_model = [m.stats.prometheus(f'model="{m.name}",version="{m.version}"') for m in self]
+        lines = []
+        for name, (kind, help_text) in METRICS.items():
+            lines += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
+            lines += [line for samples in per_model for line in samples[name]]
+        return "\n".join(lines) + "\n"
+
     def __iter__(self) -> Iterator[ModelVersion]:
         return (model for versions in self._models.values() for model in versions.values())
 
@@ -298,6 +400,8 @@ class ModelRepository:
             model.close()
 
     def _get_model(self, name: str) -> dict[int, ModelVersion]:
+        if name in self.unavailable:
+            raise ServeError(503, f"model '{name}' is unavailable: {self.unavailable[name]}")
         if name not in self._models:
             raise ServeError(404, f"unknown model '{name}'; the repository holds {self.names}")
         return self._models[name]

@@ -46,8 +46,19 @@ _ROUTES = tuple((method, re.compile(pattern), action) for method, pattern, actio
     ("GET", _V2_MODEL, "v2_model"),
     ("GET", _V2_MODEL + r"/ready", "v2_model_ready"),
     ("GET", _V2_MODEL + r"/stats", "v2_stats"),
+    ("GET", _V2_MODEL + r"/config", "v2_config"),
     ("POST", _V2_MODEL + r"/infer", "v2_infer"),
+    ("POST", r"/v2/repository/index", "v2_index"),
+    ("GET", r"/metrics", "metrics"),
 ))
+
+
+class MethodNotAllowed(ServeError):
+    """A 405, with the methods the path takes for its ``Allow`` header."""
+
+    def __init__(self, message: str, allowed: list[str]):
+        super().__init__(405, message)
+        self.allowed = allowed
 
 
 @dataclass
@@ -105,13 +116,19 @@ class InferenceServer(ThreadingHTTPServer):
 class _Handler(BaseHTTPRequestHandler):
     server: InferenceServer
     protocol_version = "HTTP/1.1"
-    server_version = f"dlperf-serve/{__version__}"
+    server_version = f"dlperf-serve/{__version__}"   # and not http.server's Python version beside it
     timeout = 120  # seconds a kept-alive connection may idle before its thread gives up
     # Headers and body leave in two writes; with Nagle's algorithm the body waits for the ACK of the headers,
     # which the client delays (~40 ms on Linux): every small answer would take 40 ms more.
     disable_nagle_algorithm = True
 
+    def version_string(self) -> str:
+        return self.server_version
+
     def do_GET(self) -> None:
+        self._dispatch()
+
+    def do_HEAD(self) -> None:
         self._dispatch()
 
     def do_POST(self) -> None:
@@ -138,6 +155,9 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             action, params = self._route(path)
             reply = getattr(self, "_" + action)(body, **params)
+        except MethodNotAllowed as error:
+            reply = error_reply(path, error.status, error.message)
+            reply.headers["Allow"] = ", ".join(error.allowed)
         except ServeError as error:
             reply = error_reply(path, error.status, error.message)
         except Exception:
@@ -147,21 +167,27 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _route(self, path: str) -> tuple[str, dict[str, str]]:
         allowed = []
+        command = "GET" if self.command == "HEAD" else self.command   # HEAD: GET's answer without its body
         for method, pattern, action in _ROUTES:
             found = pattern.fullmatch(path)
-            if found and method == self.command:
+            if found and method == command:
                 return action, {k: unquote(v) for k, v in found.groupdict().items() if v is not None}
             if found:
-                allowed.append(method)
+                allowed += [method, "HEAD"] if method == "GET" else [method]
         if allowed:
-            raise ServeError(405, f"Method Not Allowed. For HTTP method: {self.command} and request path: {path}")
+            raise MethodNotAllowed(f"Method Not Allowed. For HTTP method: {self.command} and request path: {path}",
+                                   allowed)
         raise ServeError(404, f"Not Found. For HTTP method: {self.command} and request path: {path}")
 
     def _read_body(self) -> bytes:
         if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
             self.close_connection = True
             raise ServeError(411, "chunked request bodies are not accepted; send Content-Length")
-        declared = self.headers.get("Content-Length", "0").strip()
+        lengths = {value.strip() for value in self.headers.get_all("Content-Length", [])}
+        if len(lengths) > 1:   # which one a proxy in front believed is unknowable: request smuggling
+            self.close_connection = True
+            raise ServeError(400, f"conflicting Content-Length headers {sorted(lengths)}")
+        declared = lengths.pop() if lengths else "0"
         if not (declared.isascii() and declared.isdigit()):
             self.close_connection = True
             raise ServeError(400, f"invalid Content-Length {declared!r}")
@@ -274,6 +300,16 @@ class _Handler(BaseHTTPRequestHandler):
         models = ([repository.get(name, version)] if version is not None
                   else [repository.get(name, str(v)) for v in repository.versions(name)])
         return _json_reply({"model_stats": [m.stats.snapshot(m.name, m.version) for m in models]})
+
+    def _v2_config(self, body: bytes, name: str, version: str | None = None) -> Reply:
+        """The model's configuration in Triton's JSON form: what config.pbtxt said, completed from the model."""
+        return _json_reply(self.server.repository.get(name, version).config())
+
+    def _metrics(self, body: bytes) -> Reply:
+        return Reply(200, self.server.repository.metrics().encode(), "text/plain; version=0.0.4; charset=utf-8")
+
+    def _v2_index(self, body: bytes) -> Reply:
+        return _json_reply(self.server.repository.index())
 
     def _v2_infer(self, body: bytes, name: str, version: str | None = None) -> Reply:
         request = kserve.parse_request(body, self.headers.get(kserve.HEADER_LENGTH))
