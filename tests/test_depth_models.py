@@ -157,5 +157,6 @@ def test_the_grids_base_rate_rows_get_macros_without_the_rate_so_the_text_reads_
     assert values["DepthValAccuracyVggThirtyEightBnRcLrOneETwo"] == "45.0"
     assert values["DepthGradLogRatioVggThirtyEight"] == "-9.0"
     assert values["DepthBaseLr"] == "0.003"
-    assert values["DepthRepairAccuracies"] == r"30.0\,\% (VGG-38 BN+RC)"   # the variants the grid ran, at its base rate
+    assert values["DepthRepairAccuracies"] == (r"30.0\,\% (VGG-38 BN+RC at 0.003) and "
+                                               r"45.0\,\% (VGG-38 BN+RC at 0.01)")   # the repaired runs of the grid
     assert values["DepthRepairGradRatios"] == "not recorded"

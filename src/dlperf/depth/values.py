@@ -26,15 +26,18 @@ def base_lr(summary: pd.DataFrame) -> float:
     return float(min(counts.index[counts == counts.max()]))
 
 
-def repair_sentences(at_base: pd.DataFrame, grad_at_base: pd.DataFrame) -> dict[str, Latex]:
-    """The repaired VGG-38 variants a grid runs at its base rate, listed: ``RepairAccuracies`` (their validation
-    accuracies) and ``RepairGradRatios`` (their first-over-last gradient ratios), in the variants' fixed order."""
-    order = [name for name in REPAIRED if name in set(at_base.model)]
-    accuracy = at_base.set_index("model").val_acc
-    ratio = grad_at_base.set_index("model").ratio
-    accuracies = [f"{fixed(accuracy[name], 1)}\\,\\% ({DEPTH_LABELS[name]})" for name in order]
-    ratios = [f"$10^{{{fixed(math.log10(ratio[name]), 1)}}}$ for {DEPTH_LABELS[name]}"
-              for name in order if name in ratio.index]
+def repair_sentences(summary: pd.DataFrame, grad_ratio: pd.DataFrame) -> dict[str, Latex]:
+    """The repaired VGG-38 variants a grid ran, listed with their learning rates: ``RepairAccuracies`` (validation
+    accuracies) and ``RepairGradRatios`` (first-over-last gradient ratios), in the variants' fixed order."""
+    def rows(frame: pd.DataFrame) -> list:
+        order = {name: i for i, name in enumerate(REPAIRED)}
+        repaired = frame[frame.model.isin(REPAIRED)]
+        return sorted(repaired.itertuples(), key=lambda row: (order[row.model], row.lr))
+
+    accuracies = [f"{fixed(row.val_acc, 1)}\\,\\% ({DEPTH_LABELS[row.model]} at {significant(row.lr, 1)})"
+                  for row in rows(summary)]
+    ratios = [f"$10^{{{fixed(math.log10(row.ratio), 1)}}}$ for {DEPTH_LABELS[row.model]} at {significant(row.lr, 1)}"
+              for row in rows(grad_ratio)]
     return {"RepairAccuracies": Latex(words(accuracies) if accuracies else "none run"),
             "RepairGradRatios": Latex(words(ratios) if ratios else "not recorded")}
 
@@ -91,7 +94,7 @@ def depth_values(*, summary: pd.DataFrame, grad_ratio: pd.DataFrame, runs: Mappi
     # so that the text reads the same whatever rate a config's grid is built around.
     base = base_lr(summary)
     values["BaseLr"] = significant(base, 1)
-    values |= repair_sentences(summary[summary.lr == base], grad_ratio[grad_ratio.lr == base])
+    values |= repair_sentences(summary, grad_ratio)
     for name, value in list(values.items()):
         suffix = macro_name("lr", lr_label(base))
         if name.endswith(suffix) and name != suffix:
