@@ -95,8 +95,8 @@ def depth_values(*, summary: pd.DataFrame, grad_ratio: pd.DataFrame, runs: Mappi
     base = base_lr(summary)
     values["BaseLr"] = significant(base, 1)
     values |= repair_sentences(summary, grad_ratio)
+    suffix = macro_name("lr", lr_label(base))
     for name, value in list(values.items()):
-        suffix = macro_name("lr", lr_label(base))
         if name.endswith(suffix) and name != suffix:
             values[name[: -len(suffix)]] = value
     return {macro_name("depth", key): value for key, value in values.items()}

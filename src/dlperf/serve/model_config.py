@@ -25,8 +25,7 @@ DATA_TYPES = {"TYPE_INVALID": 0, "TYPE_BOOL": 1, "TYPE_UINT8": 2, "TYPE_UINT16":
               "TYPE_FP32": 11, "TYPE_FP64": 12, "TYPE_STRING": 13, "TYPE_BF16": 14}
 KSERVE_OF_TYPE = {value: ("BYTES" if name == "TYPE_STRING" else name.removeprefix("TYPE_"))
                   for name, value in DATA_TYPES.items()}
-TYPE_OF_KSERVE = {kserve: name for name, kserve in
-                  ((name, KSERVE_OF_TYPE[value]) for name, value in DATA_TYPES.items())}
+TYPE_OF_KSERVE = {KSERVE_OF_TYPE[value]: name for name, value in DATA_TYPES.items()}
 
 
 class ModelConfigError(ValueError):
@@ -139,10 +138,9 @@ def read_model_config(model_dir: Path) -> ModelConfig:
     try:
         text_format.Parse(text, message, allow_unknown_field=True)
     except text_format.ParseError as error:
-        raise ModelConfigError(f"{path}: not a model configuration in protobuf text format: {error} (a list-valued "
-                               "field this server does not model, such as model_warmup, needs its own entry in "
-                               "dlperf.serve.model_config)" if "Expected \"{\"" in str(error) else
-                               f"{path}: not a model configuration in protobuf text format: {error}") from None
+        hint = (" (a list-valued field this server does not model, such as model_warmup, needs its own entry in "
+                "dlperf.serve.model_config)" if 'Expected "{"' in str(error) else "")
+        raise ModelConfigError(f"{path}: not a model configuration in protobuf text format: {error}{hint}") from None
     if message.name and message.name != model_dir.name:
         raise ModelConfigError(f"{path}: name '{message.name}' differs from the model's directory '{model_dir.name}'")
     if message.platform not in ONNX_PLATFORMS or message.backend not in ONNX_BACKENDS:

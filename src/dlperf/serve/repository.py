@@ -25,7 +25,7 @@ import onnxruntime as ort
 from .batching import DynamicBatcher, Tensors
 from .dtypes import BY_ORT, ElementType, element_of_array
 from .errors import ServeError
-from .model_config import TYPE_OF_KSERVE, ModelConfig, ModelConfigError, read_model_config
+from .model_config import TYPE_OF_KSERVE, ModelConfigError, read_model_config
 from .stats import Stats, prometheus
 
 log = logging.getLogger(__name__)
@@ -100,8 +100,8 @@ class ModelVersion:
         self.outputs = tuple(_spec(arg, path) for arg in self.session.get_outputs())
         self.stats = Stats()
         self._batch_dim = max_batch_size > 0 and all(s.shape[:1] == (None,) for s in self.inputs)
-        batchable = (options.batching and max_batch_size > 1
-                     and all(s.shape[:1] == (None,) for s in self.inputs + self.outputs))
+        batchable = (options.batching and max_batch_size > 1 and self._batch_dim
+                     and all(s.shape[:1] == (None,) for s in self.outputs))
         self._batcher = (
             DynamicBatcher(self._run, max_batch_size, options.max_delay_ms / 1000, f"{name}-{version}",
                            options.instances)
@@ -217,7 +217,6 @@ class ModelRepository:
         self.options = options
         self._models: dict[str, dict[int, ModelVersion]] = {}
         self.unavailable: dict[str, str] = {}  # model -> why it failed to load (only when not exit_on_error)
-        self.configs: dict[str, ModelConfig] = {}
         for model_dir in sorted(p for p in self.root.iterdir() if p.is_dir()):
             versions = sorted(int(p.name) for p in model_dir.iterdir()
                               if re.fullmatch(r"[0-9]+", p.name) and (p / "model.onnx").is_file())
@@ -252,7 +251,7 @@ class ModelRepository:
                 path = model_dir / str(v) / "model.onnx"
                 try:
                     loaded[v] = ModelVersion(model_dir.name, v, path, options, max_batch_size)
-                except ValueError:
+                except ModelLoadError:
                     raise
                 except Exception as error:   # onnxruntime's own exception types: a file it cannot load
                     raise ModelLoadError(f"{path}: onnxruntime cannot load it: {error}") from None
@@ -261,7 +260,6 @@ class ModelRepository:
             for model in loaded.values():
                 model.close()
             raise
-        self.configs[model_dir.name] = config
         return loaded
 
     def index(self) -> list[dict]:

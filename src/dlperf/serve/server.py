@@ -302,7 +302,7 @@ class _Handler(BaseHTTPRequestHandler):
         return _json_reply({"model_stats": [m.stats.snapshot(m.name, m.version) for m in models]})
 
     def _v2_config(self, body: bytes, name: str, version: str | None = None) -> Reply:
-        """The model's configuration in Triton's JSON form: what config.pbtxt said, completed from the model."""
+        """The configuration the model runs with, in Triton's JSON form (:meth:`ModelVersion.config`)."""
         return _json_reply(self.server.repository.get(name, version).config())
 
     def _metrics(self, body: bytes) -> Reply:
