@@ -23,6 +23,7 @@ from onnx import TensorProto, helper, numpy_helper
 from dlperf.data.mirror_server import serving_in_thread
 from dlperf.serve import InferenceServer, ModelRepository, ServingOptions
 from dlperf.serve.process import server_process  # noqa: F401  (re-exported for the tests)
+from dlperf.serve.server import Limits, ServerLimits
 
 class TinySSD(torch.nn.Module):
     """A feature conv, then per-cell class and box heads, flattened to anchors like SSD's heads."""
@@ -105,11 +106,12 @@ def write_repository(root: Path, models: dict[str, dict[int, bytes]], configs: d
 
 @contextlib.contextmanager
 def running_server(root: Path, default_model: str | None = None, exit_on_error: bool = True,
+                   limits: Limits | None = None, server_limits: ServerLimits = ServerLimits(),
                    **options) -> Iterator[InferenceServer]:
     """An in-process server on 127.0.0.1 at an ephemeral port, serving from a thread."""
     repository = ModelRepository(root, ServingOptions(**options), default_model, exit_on_error=exit_on_error)
     try:
-        with serving_in_thread(InferenceServer(repository)) as server:
+        with serving_in_thread(InferenceServer(repository, limits=limits, server_limits=server_limits)) as server:
             yield server
     finally:
         repository.close()

@@ -44,7 +44,7 @@ def serve(root: Path, *args: str, timeout: float = 60) -> subprocess.CompletedPr
     """``python -m dlperf.serve`` on ``root`` as an operator starts it; for start-ups that must fail."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(SRC), os.environ.get("PYTHONPATH")]))}
     return subprocess.run([sys.executable, "-m", "dlperf.serve", "--model-repository", str(root), "--port", "0",
-                           *args], capture_output=True, text=True, timeout=timeout, env=env)
+                           "--grpc-port", "0", "--ort-grpc-port", "0", *args], capture_output=True, text=True, timeout=timeout, env=env)
 
 
 # the batch limit
@@ -145,9 +145,14 @@ def test_a_taken_port_is_one_line_and_exit_1(repository):
         taken.listen()
         port = taken.getsockname()[1]
         result = serve(repository, "--port", str(port))
+        grpc_result = serve(repository, "--grpc-port", str(port))
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1].startswith(f"error: cannot listen on 127.0.0.1:{port}: ")
     assert "Traceback" not in result.stderr
+    result = grpc_result
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (f"error: cannot serve gRPC on 127.0.0.1:{port}: the address is "
+                                                      "in use or not available here")
 
 
 # headers and bodies
@@ -166,7 +171,7 @@ def test_conflicting_content_lengths_are_refused_with_400_and_the_connection_clo
     answer = raw_exchange(server, b"POST /v2/models/tiny_ssd/infer HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n"
                                   b"Content-Length: 7\r\n\r\n{}GET / HTTP/1.1\r\n\r\n")
     head = answer.split(b"\r\n\r\n", 1)[0]
-    assert head.startswith(b"HTTP/1.1 400") and b"Connection: close" in head
+    assert head.startswith(b"HTTP/1.1 400") and b"connection: close" in head.lower()
     assert answer.count(b"HTTP/1.1") == 1, "the smuggled second request must not be answered"
     assert OrtServerClient(server.url).health()
 

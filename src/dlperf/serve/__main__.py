@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
 import sys
 
+from .app import Limits
+from .grpc_server import start_grpc
 from .repository import ModelRepository, ServingOptions
-from .server import MAX_BODY_BYTES, InferenceServer
+from .server import MAX_BODY_BYTES, InferenceServer, ServerLimits
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -19,6 +20,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--model-repository", required=True, help="<root>/<model>/<version>/model.onnx")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
     parser.add_argument("--port", type=int, default=8001, help="0 picks a free port (default: 8001)")
+    parser.add_argument("--grpc-port", type=_port, default=8081,
+                        help="KServe V2 over gRPC (Triton's GRPCInferenceService); 0 picks a free port, 'off' serves "
+                             "none (default: 8081, KServe's)")
+    parser.add_argument("--ort-grpc-port", type=_port, default=50051,
+                        help="ONNX Runtime Server's PredictionService over gRPC; 0 or 'off' as above (default: 50051, "
+                             "ORT server's)")
     parser.add_argument("--max-batch-size", type=int, default=8,
                         help="rows per merged batch, unless a model's config.pbtxt sets max_batch_size")
     parser.add_argument("--max-delay-ms", type=float, default=0.0,
@@ -28,6 +35,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--no-batching", action="store_true", help="run every request on its own")
     parser.add_argument("--max-body-bytes", type=int, default=MAX_BODY_BYTES,
                         help="larger request bodies are answered 413 (default: 25 MiB, as ORT server)")
+    parser.add_argument("--max-json-bytes", type=int, default=Limits.max_json_bytes,
+                        help="larger JSON bodies are answered 413: parsing JSON tensors costs about ten times their "
+                             "size in memory (default: 8 MiB; binary bodies go to --max-body-bytes)")
+    parser.add_argument("--inflight-bytes", type=int, default=Limits.inflight_bytes,
+                        help="request bodies held at once, all connections together; a body that does not fit waits "
+                             "up to 10 s, then gets 503 (default: 100 MiB)")
+    parser.add_argument("--body-timeout", type=float, default=Limits.body_timeout,
+                        help="seconds from a request's headers to the end of its body before a 408 (default: 30)")
+    parser.add_argument("--header-timeout", type=float, default=ServerLimits.header_timeout,
+                        help="seconds a request's headers may take to arrive before a 408 (default: 10)")
+    parser.add_argument("--keep-alive", type=float, default=ServerLimits.keep_alive,
+                        help="seconds an idle kept-alive connection stays open (default: 30)")
+    parser.add_argument("--limit-concurrency", type=int, default=ServerLimits.limit_concurrency,
+                        help="connections at once; a request past it is answered 503 (default: 1000)")
+    parser.add_argument("--lame-duck", type=float, default=ServerLimits.lame_duck,
+                        help="on SIGTERM, seconds to go on serving with readiness false before closing the listener, "
+                             "for a load balancer to notice (default: 0)")
+    parser.add_argument("--drain-timeout", type=float, default=ServerLimits.drain_timeout,
+                        help="on SIGTERM, seconds in-flight requests get to finish before they are cancelled "
+                             "(default: 30)")
     parser.add_argument("--default-model", help="model served by /score and the name 'default' "
                                                 "(default: the only model, if there is one)")
     parser.add_argument("--intra-op-threads", type=int, default=0,
@@ -60,19 +87,39 @@ def main(argv: list[str] | None = None) -> None:
     except (OSError, ValueError) as error:   # a model, its config.pbtxt or the repository itself: the file is named
         sys.exit(f"error: {error}")
     try:
-        server = InferenceServer(repository, args.host, args.port, args.max_body_bytes)
+        server = InferenceServer(repository, args.host, args.port, limits=_limits(args), server_limits=ServerLimits(
+            limit_concurrency=args.limit_concurrency, header_timeout=args.header_timeout, keep_alive=args.keep_alive,
+            lame_duck=args.lame_duck, drain_timeout=args.drain_timeout))
     except OSError as error:
         repository.close()
         sys.exit(f"error: cannot listen on {args.host}:{args.port}: {error.strerror or error}")
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    print(f"Listening at: {server.url}", flush=True)
     try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
+        grpc = start_grpc(repository, args.host, args.grpc_port, args.ort_grpc_port,
+                          ready=lambda: not server.app.draining, max_message_bytes=args.max_body_bytes)
+    except OSError as error:
         server.server_close()
         repository.close()
+        sys.exit(f"error: {error}")
+    if grpc.kserve_port is not None:
+        print(f"gRPC (KServe V2) listening at: {args.host}:{grpc.kserve_port}", flush=True)
+    if grpc.ort_port is not None:
+        print(f"gRPC (ORT server) listening at: {args.host}:{grpc.ort_port}", flush=True)
+    print(f"Listening at: {server.url}", flush=True)   # last: a caller waits for this line
+    try:
+        server.serve_forever()   # until SIGTERM or SIGINT, which drain it
+    finally:
+        grpc.stop(args.drain_timeout)
+        server.server_close()
+        repository.close()
+
+
+def _port(text: str) -> int | None:
+    return None if text == "off" else int(text)
+
+
+def _limits(args: argparse.Namespace) -> Limits:
+    return Limits(max_body_bytes=args.max_body_bytes, max_json_bytes=args.max_json_bytes,
+                  inflight_bytes=max(args.inflight_bytes, args.max_body_bytes), body_timeout=args.body_timeout)
 
 
 if __name__ == "__main__":

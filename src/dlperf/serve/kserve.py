@@ -22,6 +22,7 @@ from .dtypes import BY_KSERVE, ElementType, element_of_array, little_endian, sha
 from .errors import ServeError
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
+SERVER_NAME = "dlperf-serve"   # what server metadata calls this server, over HTTP and gRPC
 
 
 @dataclass
@@ -134,7 +135,7 @@ def _tensors(arrays: Mapping[str, np.ndarray], binary: Mapping[str, bool]) -> tu
             raise TypeError(f"tensor '{name}': numpy dtype {array.dtype} has no KServe datatype")
         entry: dict[str, Any] = {"name": name, "datatype": element.kserve, "shape": list(array.shape)}
         if binary[name]:
-            data = _to_bytes(array, element)
+            data = tensor_to_bytes(array, element)
             entry["parameters"] = {"binary_data_size": len(data)}
             chunks.append(data)
         else:
@@ -157,7 +158,7 @@ def _json_values(flat: np.ndarray) -> list:
     return values
 
 
-def _to_bytes(array: np.ndarray, element: ElementType) -> bytes:
+def tensor_to_bytes(array: np.ndarray, element: ElementType) -> bytes:
     flat = array.ravel()
     if element.is_string:
         encoded = [str(v).encode("utf-8") for v in flat]
@@ -206,7 +207,7 @@ def _input(item: Any, reader: _BinaryReader) -> tuple[str, np.ndarray]:
     count = math.prod(shape)
     size = _optional(_optional(item, "parameters", dict) or {}, "binary_data_size", int)
     if size is not None:
-        values = _from_bytes(reader.take(size, name), element, count, name)
+        values = tensor_from_bytes(reader.take(size, name), element, count, name)
     elif "data" in item:
         values = _from_json(item["data"], element, count, name)
     else:
@@ -214,7 +215,7 @@ def _input(item: Any, reader: _BinaryReader) -> tuple[str, np.ndarray]:
     return name, shaped(values, shape, name)
 
 
-def _from_bytes(data: bytes, element: ElementType, count: int, name: str) -> np.ndarray:
+def tensor_from_bytes(data: bytes, element: ElementType, count: int, name: str) -> np.ndarray:
     if element.is_string:
         return _length_prefixed(data, count, name)
     if len(data) != count * element.numpy.itemsize:
@@ -235,10 +236,10 @@ def _length_prefixed(data: bytes, count: int, name: str) -> np.ndarray:
         offset += 4 + length
     if len(values) != count:
         raise ServeError(400, f"tensor '{name}': {len(values)} BYTES elements where the shape says {count}")
-    return _strings(values, name)
+    return utf8_strings(values, name)
 
 
-def _strings(values: list[bytes], name: str) -> np.ndarray:
+def utf8_strings(values: list[bytes], name: str) -> np.ndarray:
     try:
         return np.array([v.decode("utf-8") for v in values], dtype=object)
     except UnicodeDecodeError:

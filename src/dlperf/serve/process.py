@@ -21,10 +21,14 @@ SRC = Path(__file__).resolve().parents[2]  # the directory holding the dlperf pa
 
 @dataclass(frozen=True)
 class RunningServer:
-    """A started server: its base URL and its process id."""
+    """A started server: its base URL, its gRPC targets (``host:port``; None when off), its process id and the
+    process (to signal it, or read its exit code)."""
 
     url: str
     pid: int
+    process: subprocess.Popen | None = None
+    grpc: str | None = None
+    ort_grpc: str | None = None
 
     def cpu_seconds(self) -> float:
         """CPU time the server process has used so far, all its threads, user and system: a benchmark's
@@ -36,24 +40,25 @@ class RunningServer:
 @contextlib.contextmanager
 def server_process(repository: str | os.PathLike, *args: str, host: str = "127.0.0.1",
                    log: IO[str] | None = None, start_timeout: float = 120) -> Iterator[RunningServer]:
-    """Serve ``repository`` with ``python -m dlperf.serve --port 0 *args``; yield it once ``GET /`` answers
+    """Serve ``repository`` with ``python -m dlperf.serve --port 0 *args`` (gRPC on free ports too, unless ``args``
+    say otherwise); yield it once ``GET /`` answers
     ``Healthy``. The server's output goes to ``log`` (discarded if None); it is terminated on exit (killed if
     it does not stop within 10 s), whatever happened inside the block."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(SRC), os.environ.get("PYTHONPATH")]))}
     process = subprocess.Popen(
         [sys.executable, "-m", "dlperf.serve", "--model-repository", str(repository), "--host", host, "--port", "0",
-         *args],
+         "--grpc-port", "0", "--ort-grpc-port", "0", *args],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
     )
     try:
-        url = _listening_url(process, log, start_timeout)
+        url, grpc_targets = _listening_url(process, log, start_timeout)
         client = OrtServerClient(url, timeout=5)
         deadline = time.monotonic() + start_timeout
         while not client.health():
             if time.monotonic() > deadline or process.poll() is not None:
                 raise RuntimeError(f"the server at {url} never answered GET / with Healthy")
             time.sleep(0.05)
-        yield RunningServer(url, process.pid)
+        yield RunningServer(url, process.pid, process, grpc_targets.get("KServe V2"), grpc_targets.get("ORT server"))
     finally:
         process.terminate()
         try:
@@ -63,8 +68,9 @@ def server_process(repository: str | os.PathLike, *args: str, host: str = "127.0
             process.wait()
 
 
-def _listening_url(process: subprocess.Popen, log: IO[str] | None, timeout: float) -> str:
-    """Read the server's output up to its ``Listening at: URL`` line, then keep draining it in a thread."""
+def _listening_url(process: subprocess.Popen, log: IO[str] | None, timeout: float) -> tuple[str, dict[str, str]]:
+    """Read the server's output up to its ``Listening at: URL`` line, then keep draining it in a thread; the URL,
+    and the ``gRPC (<protocol>) listening at: host:port`` lines before it as ``{protocol: target}``."""
     lines: list[str] = []
     timer = threading.Timer(timeout, process.kill)  # a server that hangs before listening must not hang us
     timer.start()
@@ -86,4 +92,5 @@ def _listening_url(process: subprocess.Popen, log: IO[str] | None, timeout: floa
                 log.write(line)
 
     threading.Thread(target=drain, daemon=True).start()
-    return found[1]
+    grpc_lines = (re.match(r"gRPC \((.+)\) listening at: (\S+)", line) for line in lines)
+    return found[1], {match[1]: match[2] for match in grpc_lines if match}

@@ -284,6 +284,16 @@ class ModelRepository:
             raise ServeError(404, f"model '{name}' has no version '{version}'; it has {list(versions)}")
         return versions[int(version)]
 
+    def ort_model(self, name: str = "default", version: str | None = None) -> ModelVersion:
+        """A model as ORT server's routes name it: it served one model under any name, and ``default`` still names
+        the repository's default model here, unless a model is called that."""
+        if name == "default" and name not in self._models:
+            if self.default_model is None:
+                raise ServeError(404, f"no default model among {self.names}; name one in the URL "
+                                      "or start the server with --default-model")
+            name = self.default_model
+        return self.get(name, version)
+
     def metrics(self) -> str:
         """Every model version's metrics in Prometheus' text format (:func:`dlperf.serve.stats.prometheus`)."""
         return prometheus({(m.name, m.version): m.stats for m in self})
