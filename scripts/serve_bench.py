@@ -39,14 +39,16 @@ with script_logging(snakemake.log[0]), open(snakemake.log[0], "a", buffering=1) 
                             models={m["name"]: {k: v for k, v in m.items() if k != "repository"} for m in models})
     rows = [row for model in models
             for row in compare_batching(model["repository"], model["name"], model["image_size"], bench["clients"],
-                                        model["requests_per_client"], bench["rounds"], modes, log=server_log)]
+                                        model["requests_per_client"], bench["rounds"], modes, log=server_log,
+                                        protocols=("http", "grpc"))]
     detector, _ = load_detector(snakemake.input.checkpoint, snakemake.input.labels, p.model["width_mult"],
                                 p.model["image_size"])
     image = np.random.default_rng(0).standard_normal((1, 3, p.model["image_size"], p.model["image_size"]))
     direct = direct_latency(detector, snakemake.input.model_files[0], image.astype(np.float32), p.direct_threads,
                             bench["warmup"], bench["repeats"])
     for runtime, result in direct.items():
-        rows.append({"benchmark": "direct", "model": p.name, "runtime": runtime, "batching": "off", "clients": 1,
+        rows.append({"benchmark": "direct", "model": p.name, "runtime": runtime, "protocol": "in_process",
+                     "batching": "off", "clients": 1,
                      "batch_size": 1, "mean_batch": 1.0, **result})
     table = bench_table(rows)
     write_csv(out.csv, table)

@@ -521,10 +521,11 @@ def test_fuzzing_the_openapi_document_finds_no_server_error(server):
 def test_the_bench_table_has_speedups_per_model_and_the_goals_read_the_direct_and_most_client_rows():
     from dlperf.serve.bench import COLUMNS, bench_table, serving_goals
 
-    def row(benchmark, model, runtime, batching, clients, rps, p50):
+    def row(benchmark, model, runtime, batching, clients, rps, p50, protocol="http"):
         return {"benchmark": benchmark, "model": model, "runtime": runtime, "batching": batching, "clients": clients,
                 "batch_size": 1, "requests": 10, "throughput_rps": rps, "p50_ms": p50, "p99_ms": p50,
-                "mean_batch": 1.0, "cpu_cores": 1.5}
+                "mean_batch": 1.0, "cpu_cores": 1.5,
+                "protocol": protocol if benchmark == "server" else "in_process"}
 
     rows = [row("server", "ssd", "onnxruntime", "off", 1, 10.0, 5.0),
             row("server", "ssd", "onnxruntime", "off", 8, 20.0, 5.0),
@@ -534,11 +535,13 @@ def test_the_bench_table_has_speedups_per_model_and_the_goals_read_the_direct_an
             row("server", "ssd_full", "onnxruntime", "off", 8, 8.0, 1000.0),
             row("server", "ssd_full", "onnxruntime", "dynamic", 1, 4.0, 250.0),
             row("server", "ssd_full", "onnxruntime", "dynamic", 8, 6.0, 1300.0),
+            row("server", "ssd", "onnxruntime", "off", 8, 25.0, 4.0, protocol="grpc"),
+            row("server", "ssd", "onnxruntime", "dynamic", 8, 30.0, 4.0, protocol="grpc"),
             row("direct", "ssd", "pytorch_eager", "off", 1, 100.0, 9.0),
             row("direct", "ssd", "onnxruntime", "off", 1, 300.0, 3.0)]
     table = bench_table(rows)
     assert list(table.columns) == COLUMNS
-    assert table.speedup.tolist() == [1.0, 1.0, 1.0, 2.5, 1.0, 1.0, 1.0, 0.75, 1.0, 3.0]
+    assert table.speedup.tolist() == [1.0, 1.0, 1.0, 2.5, 1.0, 1.0, 1.0, 0.75, 1.0, 1.2, 1.0, 3.0]
     speedups, met = serving_goals(table)
     assert speedups == {"ort_vs_eager_batch1": 3.0, "batched_vs_unbatched_8_clients_ssd": 2.5,
                         "batched_vs_unbatched_8_clients_ssd_full": 0.75}
@@ -551,6 +554,7 @@ def test_batching_that_matches_no_batching_meets_its_goal_and_ort_at_twice_eager
 
     def row(benchmark, runtime, batching, rps, p50):
         return {"benchmark": benchmark, "model": "ssd", "runtime": runtime, "batching": batching, "clients": 16,
+                "protocol": "http" if benchmark == "server" else "in_process",
                 "batch_size": 1, "requests": 10, "throughput_rps": rps, "p50_ms": p50, "p99_ms": p50,
                 "mean_batch": 1.0, "cpu_cores": 1.0}
 

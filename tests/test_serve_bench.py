@@ -28,7 +28,7 @@ def test_merged_batches_count_rows_per_run_over_all_rounds():
 def test_servers_take_turns_each_going_first_as_often_as_second(monkeypatch):
     taken = []
 
-    def fake_sample(url, model, batch, clients, requests, fmt, cpu_seconds):
+    def fake_sample(url, model, batch, clients, requests, fmt, cpu_seconds, grpc_target):
         taken.append(url)
         return LoadSample([0.01] * clients * requests, 1.0, clients * requests, clients * requests, 1.0)
 

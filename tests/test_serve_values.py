@@ -14,9 +14,10 @@ EXPORT = {"config": {"ssd": {"model": {"width_mult": 0.25, "image_size": 128}}}}
 DETECTIONS = {"Handgun": {"detections": [{}], "ground_truth": 2}}
 
 
-def server_rows(model: str, off_rps: float, dynamic_rps: float) -> list[dict]:
+def server_rows(model: str, off_rps: float, dynamic_rps: float, protocol: str = "http") -> list[dict]:
     """At 1 client both modes answer 10 requests/s; at 16, ``off_rps`` and ``dynamic_rps``."""
-    return [{"benchmark": "server", "model": model, "runtime": "onnxruntime", "batching": batching, "clients": clients,
+    return [{"benchmark": "server", "model": model, "runtime": "onnxruntime", "protocol": protocol,
+             "batching": batching, "clients": clients,
              "batch_size": 1, "requests": 6 * clients, "throughput_rps": rps, "p50_ms": 2.0 * clients,
              "p99_ms": 3.0 * clients, "mean_batch": 1.0 if batching == "off" else clients / 2,
              "cpu_cores": 1.5 if batching == "off" else 1.25}
@@ -24,8 +25,8 @@ def server_rows(model: str, off_rps: float, dynamic_rps: float) -> list[dict]:
             for clients, rps in ((1, 10.0), (16, at_most))]
 
 
-DIRECT = [{"benchmark": "direct", "model": "ssd", "runtime": runtime, "batching": "off", "clients": 1, "batch_size": 1,
-           "requests": 20, "throughput_rps": 1000 / ms, "p50_ms": ms, "p99_ms": ms, "mean_batch": 1.0, "cpu_cores": 1.0}
+DIRECT = [{"benchmark": "direct", "model": "ssd", "runtime": runtime, "protocol": "in_process", "batching": "off",
+           "clients": 1, "batch_size": 1, "requests": 20, "throughput_rps": 1000 / ms, "p50_ms": ms, "p99_ms": ms, "mean_batch": 1.0, "cpu_cores": 1.0}
           for runtime, ms in (("pytorch_eager", 6.0), ("onnxruntime", 2.0))]
 
 
@@ -59,3 +60,11 @@ def test_when_the_served_ssd_is_the_full_size_one_there_are_no_full_size_rows_an
     assert macros["ServeFullSizeBenched"] == "no"
     assert not [name for name in macros if name.startswith("ServeFullSize") and name != "ServeFullSizeBenched"]
     assert macros["ServeBatchingSpeedup"] == "1.10"
+
+
+def test_grpc_rows_are_compared_with_http_and_leave_the_http_macros_alone():
+    macros = values(server_rows("ssd", 400.0, 440.0), server_rows("ssd", 500.0, 550.0, protocol="grpc"))
+    assert (macros["ServeGrpcBenched"], macros["ServeGrpcThroughputDynamicMax"], macros["ServeGrpcOverHttp"]) == (
+        "yes", "550", "1.25")
+    assert (macros["ServeBatchingSpeedup"], macros["ServeThroughputDynamicMax"]) == ("1.10", "440")
+    assert values(server_rows("ssd", 400.0, 440.0))["ServeGrpcBenched"] == "no"

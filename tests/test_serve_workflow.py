@@ -15,8 +15,8 @@ from dlperf.serve import OrtServerClient
 
 pytestmark = pytest.mark.slow  # every test reads the embedded run (the `workflow` fixture)
 
-BENCH_COLUMNS = ["benchmark", "model", "runtime", "batching", "clients", "batch_size", "requests", "throughput_rps",
-                 "p50_ms", "p99_ms", "mean_batch", "cpu_cores", "speedup"]
+BENCH_COLUMNS = ["benchmark", "model", "runtime", "protocol", "batching", "clients", "batch_size", "requests",
+                 "throughput_rps", "p50_ms", "p99_ms", "mean_batch", "cpu_cores", "speedup"]
 
 
 @pytest.fixture(scope="module")
@@ -82,8 +82,8 @@ def test_the_benchmark_has_every_client_count_with_and_without_batching_for_both
     server = bench[bench.benchmark == "server"]
     clients, rounds = cfg["serve"]["bench"]["clients"], cfg["serve"]["bench"]["rounds"]
     requests = cfg["serve"]["bench"]["requests_per_client"]
-    assert sorted(zip(server.model, server.batching, server.clients)) == sorted(
-        (m, b, c) for m in ("ssd", "ssd_full") for b in ("dynamic", "off") for c in clients)
+    assert sorted(zip(server.model, server.protocol, server.batching, server.clients)) == sorted(
+        (m, p, b, c) for m in ("ssd", "ssd_full") for p in ("grpc", "http") for b in ("dynamic", "off") for c in clients)
     full_size_requests = cfg["serve"]["bench"]["full_size"]["requests_per_client"]
     per_client = server.model.map({"ssd": requests, "ssd_full": full_size_requests})
     assert (server.requests == server.clients * per_client * rounds).all()

@@ -22,6 +22,7 @@ at the most clients: batching must never lose.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
 import threading
 import time
@@ -34,9 +35,10 @@ import pandas as pd
 from dlperf.timing import time_callable
 
 from .client import KServeClient, OrtServerClient
+from .grpc_client import KServeGrpcClient
 from .process import RunningServer, server_process
 
-COLUMNS = ["benchmark", "model", "runtime", "batching", "clients", "batch_size", "requests", "throughput_rps",
+COLUMNS = ["benchmark", "model", "runtime", "protocol", "batching", "clients", "batch_size", "requests", "throughput_rps",
            "p50_ms", "p99_ms", "mean_batch", "cpu_cores", "speedup"]
 ORT_GOAL = 2.0  # ONNX Runtime over PyTorch eager, one image in process
 BATCHING_GOAL = 1.0  # dynamic batching over none at the most clients: it must never lose
@@ -61,18 +63,29 @@ class LoadSample:
 
 
 def load_sample(url: str, model: str, batch: np.ndarray, clients: int, requests: int, fmt: str = "protobuf",
-                cpu_seconds: Callable[[], float] | None = None) -> LoadSample:
-    """Run the closed-loop load test; every answer is checked to have the model's batch of 1. ``cpu_seconds``
-    reads the server's CPU time (:meth:`dlperf.serve.process.RunningServer.cpu_seconds`); without it the
-    sample's ``cpu_s`` is NaN."""
-    client, stats = OrtServerClient(url), KServeClient(url)
+                cpu_seconds: Callable[[], float] | None = None, grpc_target: str | None = None) -> LoadSample:
+    """Run the closed-loop load test; every answer is checked to have the model's batch of 1. Requests go to ORT
+    server's HTTP API in ``fmt``, or, given a ``grpc_target``, to KServe V2 over gRPC there. ``cpu_seconds`` reads
+    the server's CPU time (:meth:`dlperf.serve.process.RunningServer.cpu_seconds`); without it the sample's
+    ``cpu_s`` is NaN."""
+    stats = KServeClient(url)
+    if grpc_target is None:
+        ort_client = OrtServerClient(url)
+
+        def predict(inputs):
+            return ort_client.predict(model, inputs, fmt=fmt)
+    else:
+        grpc_client = KServeGrpcClient(grpc_target)
+
+        def predict(inputs):
+            return grpc_client.infer(model, inputs)
     start_barrier = threading.Barrier(clients + 1)
     latencies: list[list[float]] = [[] for _ in range(clients)]
     errors: list[BaseException] = []
 
     def run(index: int) -> None:
         try:
-            client.predict(model, {"input": batch}, fmt=fmt)  # warm-up: connection, first batch
+            predict({"input": batch})  # warm-up: connection, first batch
         except BaseException as error:  # reported below, after the barrier lets everyone go
             errors.append(error)
         start_barrier.wait()
@@ -81,7 +94,7 @@ def load_sample(url: str, model: str, batch: np.ndarray, clients: int, requests:
         try:
             for _ in range(requests):
                 sent = time.perf_counter()
-                outputs = client.predict(model, {"input": batch}, fmt=fmt)
+                outputs = predict({"input": batch})
                 latencies[index].append(time.perf_counter() - sent)
                 if any(array.shape[0] != batch.shape[0] for array in outputs.values()):
                     raise AssertionError(f"answer shapes {[a.shape for a in outputs.values()]} for one image")
@@ -126,15 +139,17 @@ def load_test(url: str, model: str, batch: np.ndarray, clients: int, requests: i
 
 
 def interleaved_load_tests(servers: Mapping[str, RunningServer], model: str, batch: np.ndarray, clients: int,
-                           requests: int, rounds: int, fmt: str = "protobuf") -> dict[str, dict[str, float]]:
+                           requests: int, rounds: int, fmt: str = "protobuf",
+                           protocol: str = "http") -> dict[str, dict[str, float]]:
     """Each server's :func:`summary` of ``rounds`` load tests, taken in turn and in alternating order (A B, B A,
     A B, …), so that whatever else loads the machine meanwhile, and whatever going first or second does, weighs
-    on every server alike."""
+    on every server alike. ``protocol`` is ``http`` (ORT server's API, in ``fmt``) or ``grpc`` (KServe V2)."""
     samples: dict[str, list[LoadSample]] = {name: [] for name in servers}
     order = list(servers.items())
     for round_ in range(rounds):
         for name, server in order if round_ % 2 == 0 else order[::-1]:
-            samples[name].append(load_sample(server.url, model, batch, clients, requests, fmt, server.cpu_seconds))
+            samples[name].append(load_sample(server.url, model, batch, clients, requests, fmt, server.cpu_seconds,
+                                             server.grpc if protocol == "grpc" else None))
     return {name: summary(taken) for name, taken in samples.items()}
 
 
@@ -145,21 +160,23 @@ def batching_modes(cores: int) -> dict[str, list[str]]:
 
 
 def compare_batching(repository, model: str, image_size: int, clients: Iterable[int], requests: int, rounds: int,
-                     modes: Mapping[str, list[str]], log=None) -> list[dict]:
+                     modes: Mapping[str, list[str]], log=None, protocols: Iterable[str] = ("http",)) -> list[dict]:
     """bench.csv's server rows of ``model``: a server of each of ``modes`` started on ``repository`` side by side
-    (one onnxruntime thread a run), load-tested in turn (:func:`interleaved_load_tests`) at each number of
-    ``clients`` with one random ``image_size`` image a request; each row printed as it is measured."""
+    (one onnxruntime thread a run), load-tested in turn (:func:`interleaved_load_tests`) over each of ``protocols``
+    at each number of ``clients`` with one random ``image_size`` image a request; each row printed as it is
+    measured."""
     image = np.random.default_rng(0).standard_normal((1, 3, image_size, image_size)).astype(np.float32)
     rows = []
     with contextlib.ExitStack() as stack:
         servers = {batching: stack.enter_context(server_process(repository, "--intra-op-threads", "1", *flags,
                                                                 log=log))
                    for batching, flags in modes.items()}
-        for n in clients:
-            for batching, result in interleaved_load_tests(servers, model, image, n, requests, rounds).items():
-                rows.append({"benchmark": "server", "model": model, "runtime": "onnxruntime", "batching": batching,
-                             "clients": n, "batch_size": 1, **result})
-                print(f"{model}, batching {batching}, {n} clients: {result['throughput_rps']:.1f} req/s, "
+        for n, protocol in itertools.product(clients, protocols):
+            for batching, result in interleaved_load_tests(servers, model, image, n, requests, rounds,
+                                                           protocol=protocol).items():
+                rows.append({"benchmark": "server", "model": model, "runtime": "onnxruntime", "protocol": protocol,
+                             "batching": batching, "clients": n, "batch_size": 1, **result})
+                print(f"{model}, {protocol}, batching {batching}, {n} clients: {result['throughput_rps']:.1f} req/s, "
                       f"p50 {result['p50_ms']:.1f} ms, p99 {result['p99_ms']:.1f} ms, "
                       f"mean batch {result['mean_batch']:.2f}, server busy {result['cpu_cores']:.2f} cores",
                       flush=True)
@@ -207,13 +224,14 @@ def direct_latency(torch_model, onnx_path: str, batch: np.ndarray, threads: int,
 
 def bench_table(rows: Iterable[dict]) -> pd.DataFrame:
     """The benchmark's table (:data:`COLUMNS`) of the measured rows, with each row's ``speedup``: a server row's
-    throughput over that of the same model without batching at the same number of clients, a direct row's p50
+    throughput over that of the same model without batching over the same protocol at the same number of clients
+    (the goals read only ORT server's HTTP rows, the protocol the benchmark has always measured), a direct row's p50
     latency speedup over PyTorch eager."""
     table = pd.DataFrame(rows)
     server = table[table.benchmark == "server"]
-    off = server[server.batching == "off"].set_index(["model", "clients"]).throughput_rps
+    off = server[server.batching == "off"].set_index(["model", "protocol", "clients"]).throughput_rps
     eager_p50 = table.loc[table.runtime == "pytorch_eager", "p50_ms"].iloc[0]
-    table["speedup"] = [row.throughput_rps / off[row.model, row.clients] if row.benchmark == "server"
+    table["speedup"] = [row.throughput_rps / off[row.model, row.protocol, row.clients] if row.benchmark == "server"
                         else eager_p50 / row.p50_ms for row in table.itertuples()]
     return table[COLUMNS]
 
@@ -224,7 +242,7 @@ def serving_goals(table: pd.DataFrame) -> tuple[dict[str, float], dict[str, bool
     undefined speedup is left out of ``goals_met``."""
     server, direct = table[table.benchmark == "server"], table[table.benchmark == "direct"]
     most = int(server.clients.max())
-    batched = server[(server.batching == "dynamic") & (server.clients == most)]
+    batched = server[(server.batching == "dynamic") & (server.clients == most) & (server.protocol == "http")]
     goals = {"ort_vs_eager_batch1": (float(direct.loc[direct.runtime == "onnxruntime", "speedup"].iloc[0]), ORT_GOAL),
              **{f"batched_vs_unbatched_{most}_clients_{row.model}": (float(row.speedup), BATCHING_GOAL)
                 for row in batched.itertuples()}}

@@ -33,6 +33,16 @@ def _under_load(server: pd.DataFrame) -> dict[str, object]:
     }
 
 
+def _grpc_over_http(http: pd.DataFrame, grpc: pd.DataFrame) -> dict[str, object]:
+    """KServe V2 over gRPC against ORT server's HTTP API, batching on, at the most clients: throughput and ratio."""
+    if grpc.empty:
+        return {"GrpcBenched": yes_no(False)}
+    pick = {name: rows[(rows.clients == rows.clients.max()) & (rows.batching == "dynamic")].iloc[0]
+            for name, rows in (("http", http), ("grpc", grpc))}
+    return {"GrpcBenched": yes_no(True), "GrpcThroughputDynamicMax": significant(pick["grpc"].throughput_rps),
+            "GrpcOverHttp": fixed(pick["grpc"].throughput_rps / pick["http"].throughput_rps, 2)}
+
+
 def serving_values(*, bench: pd.DataFrame, parity: Mapping, export: Mapping, detections: Mapping,
                    classes: list[str], batching: Mapping) -> dict[str, object]:
     """Macros of the serving section: the export (graph size, parity), the server under load with and without
@@ -40,12 +50,14 @@ def serving_values(*, bench: pd.DataFrame, parity: Mapping, export: Mapping, det
 
     ``parity`` is results/serve/onnx/parity.json, ``export`` the export's provenance, ``detections`` the demo's
     detections.json; ``bench`` is results/serve/bench.csv, whose direct rows time the served model and whose server
-    rows of any other model are the full-size SSD's (``FullSize…`` macros; ``FullSizeBenched`` says if there are).
+    rows of any other model are the full-size SSD's (``FullSize…`` macros; ``FullSizeBenched`` says if there are);
+    the load-test macros read the HTTP rows (ORT server's API), ``Grpc…`` compares KServe V2 over gRPC with them.
     """
-    server = bench[bench.benchmark == "server"]
+    server = bench[(bench.benchmark == "server") & (bench.protocol == "http")]
     direct = bench[bench.benchmark == "direct"].set_index("runtime")
     served = direct.model.iloc[0]
     full_size = server[server.model != served]
+    over_grpc = bench[(bench.benchmark == "server") & (bench.protocol == "grpc") & (bench.model == served)]
     ort_speedup = direct.loc["onnxruntime", "speedup"]
     model = export["config"]["ssd"]["model"]
     values = {
@@ -68,6 +80,7 @@ def serving_values(*, bench: pd.DataFrame, parity: Mapping, export: Mapping, det
         "Clients": words(sorted(server.clients.unique())),
         "ClientsMax": int(server.clients.max()),
         **_under_load(server[server.model == served]),
+        **_grpc_over_http(server[server.model == served], over_grpc),
         "FullSizeBenched": yes_no(not full_size.empty),
         **({f"FullSize{key}": value for key, value in _under_load(full_size).items()} if not full_size.empty else {}),
         "EagerMs": significant(direct.loc["pytorch_eager", "p50_ms"]),
