@@ -154,8 +154,8 @@ def interleaved_load_tests(servers: Mapping[str, RunningServer], model: str, bat
 
 
 def batching_modes(cores: int) -> dict[str, list[str]]:
-    """The two servers compared, as ``python -m dlperf.serve`` flags: without batching (a request runs in its own
-    HTTP thread, so concurrent ones spread over every core) and with it, one more run than ``cores`` in flight."""
+    """The two servers compared, as ``python -m dlperf.serve`` flags: without batching (a request runs on its own
+    worker thread, so concurrent ones spread over every core) and with it, one more run than ``cores`` in flight."""
     return {"off": ["--no-batching"], "dynamic": ["--instances", str(cores + 1)]}
 
 

@@ -25,8 +25,8 @@ from google.protobuf import json_format
 
 from .. import __version__
 from . import kserve, ort_protocol
-from .dtypes import BY_KSERVE, ElementType, element_of_array, shaped
 from .app import MAX_BODY_BYTES
+from .dtypes import BY_KSERVE, ElementType, element_of_array, shaped
 from .errors import ServeError
 from .grpc_messages import SERVICE, ModelInferRequest, ModelInferResponse, message_class
 from .repository import ModelRepository, ModelVersion
