@@ -231,6 +231,9 @@ rule compress_distillation:
         "../scripts/compress_distillation.py"
 
 
+include: "compress_deep.smk"
+
+
 rule compress_summary:
     input:
         **(
@@ -243,6 +246,7 @@ rule compress_summary:
         latency=rules.compress_quantize.output.latency,
         sharing=rules.compress_share.output.csv,
         distill=rules.compress_distillation.output.csv,
+        deep=rules.compress_deep.output.csv,
         # the SSD's rows, when compress.quantize.ssd
     output:
         csv="results/compress/summary.csv",
@@ -281,6 +285,7 @@ rule compress_values:
         latency=rules.compress_quantize.output.latency,
         sharing=rules.compress_share.output.csv,
         distill=rules.compress_distillation.output.csv,
+        deep=rules.compress_deep.output.csv,
         quantize=rules.compress_quantize.output.provenance,
         provenance=[
             *(
@@ -289,11 +294,13 @@ rule compress_values:
             ),
             rules.compress_quantize.output.provenance,
             rules.compress_share.output.provenance,
+            rules.compress_deep_shared.output.provenance,
         ],
         includes=[
             rules.compress_pruning.output.figure,
             rules.compress_summary.output.figure,
             rules.compress_summary.output.table,
+            rules.compress_deep.output.table,
         ],
     output:
         values="results/compress/values.json",

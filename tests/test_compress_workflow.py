@@ -3,6 +3,7 @@ quantization included) in the shared run of the embedded default."""
 import json
 import re
 
+import numpy as np
 import pandas as pd
 
 from conftest import job_counts, load_config, snakemake, write_config
@@ -36,9 +37,11 @@ def test_the_compress_rules_write_the_contract_files_in_the_embedded_run(embedde
     sparsities, clusters = c["prune"]["sparsities"], c["share"]["clusters"]
     assert summary.method.value_counts().to_dict() == {
         "baseline": 4, "quantize_dynamic": 2, "quantize_static": 2, "prune": len(sparsities),
-        "prune_retrain": len(sparsities), "share": len(clusters), "distill": 2}
+        "prune_retrain": len(sparsities), "share": len(clusters), "distill": 2, "deep_pruned": 1, "deep_shared": 1,
+        "deep_huffman": 1}
     assert set(summary[summary.setting.str.startswith("SSD")].metric) == {"mAP"}
-    assert (summary.latency_ms > 0).all() and (summary.speedup > 0).all()
+    timed = summary[~summary.method.str.startswith("deep_")]   # Deep Compression's files are decoded to run
+    assert (timed.latency_ms > 0).all() and (timed.speedup > 0).all()
     assert summary.metric_value.between(0, 1).all()
 
     pruning = pd.read_csv(out / "pruning.csv").set_index("sparsity")
@@ -74,3 +77,19 @@ def test_an_undeclared_compress_device_label_is_rejected_naming_it(tmp_path):
     path = write_config(tmp_path / "bad.yaml", cfg)
     rc, text = snakemake("-n", "--configfile", str(path), "--", *TARGETS)
     assert rc != 0 and "compress.device: unknown device label(s) 'a100'" in text, text[-2000:]
+
+
+def test_deep_compression_stages_shrink_on_disk_and_report_the_decoded_models_accuracy(embedded_run):
+    c = load_config(root=embedded_run)["compress"]
+    deep = embedded_run / compress_plan.DEEP
+    stages = pd.read_csv(deep / "stages.csv").set_index("stage")
+    assert list(stages.index) == ["dense", "pruned", "shared", "huffman"]
+    files = {"dense": deep / "dense.pt", **{s: deep / f"{s}.dlpf" for s in ("pruned", "shared", "huffman")}}
+    for stage, path in files.items():
+        assert stages.loc[stage, "size_bytes"] == path.stat().st_size   # measured on disk, not computed
+    assert stages.size_bytes.is_monotonic_decreasing and stages.size_bytes.is_unique
+    assert np.allclose(stages.ratio, stages.loc["dense", "size_bytes"] / stages.size_bytes, rtol=1e-12, atol=0)
+    assert (stages.loc[["shared", "huffman"], "conv_bits"] == c["deep"]["bits"]["conv"]).all()
+    assert stages.loc["shared", "top1"] == stages.loc["huffman", "top1"]   # Huffman coding is lossless
+    for stage in ("pruned", "shared", "huffman"):   # each script decoded its file and checked it against memory
+        assert json.loads((deep / f"{stage}.json").read_text())["top1"] == stages.loc[stage, "top1"]

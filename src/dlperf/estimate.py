@@ -26,6 +26,7 @@ from typing import Callable, Mapping
 import pandas as pd
 import yaml
 
+from dlperf.compress import plan as compress_plan
 from dlperf.timing import time_callable
 
 CPU_CALIBRATION_BATCH = 16
@@ -118,10 +119,13 @@ def planned_runs(cfg: Mapping, device: str) -> list[PlannedRun]:
         n_train, n_test = cifar_sizes("cifar10")
         width = cfg["optimus"]["imagenet_width"]
         p = c["prune"]
-        for sparsity in p["sparsities"]:
+        for sparsity in compress_plan.sparsities(c):
             t = p["train"]
             runs.append(PlannedRun("compress", f"prune-{sparsity}", _cifar(c["arch"], width), t["batch_size"],
                                    _steps(p["n_train"] or n_train, t["batch_size"], t["epochs"]), n_test))
+        d, t = c["deep"], c["deep"]["train"]   # the centroids' re-training costs what the network's would
+        runs.append(PlannedRun("compress", "deep-shared", _cifar(c["arch"], width), t["batch_size"],
+                               _steps(d["n_train"] or n_train, t["batch_size"], t["epochs"]), n_test))
         k = c["distill"]
         t = k["train"]
         steps = _steps(k["n_train"] or n_train, t["batch_size"], t["epochs"])

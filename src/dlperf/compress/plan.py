@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Mapping
 
 PRUNE_RUNS = "results/compress/prune/{arch}-{device}-s{seed}-sp{sparsity}"
+DEEP = "results/compress/deep"   # Deep Compression's stage files, one rule each
 DISTILL_RUNS = "results/compress/distill/{arch}-{mode}-{device}-s{seed}"
 MODES = ("labels", "kd")  # a distillation student trained on labels only, and on soft targets
 # The classifier's quantization settings; the SSD's add its calibration size and operator types.
@@ -16,9 +17,17 @@ def sparsity_label(sparsity: float) -> str:
     return f"{sparsity:g}"
 
 
+def sparsities(c: Mapping) -> list[float]:
+    """Every pruned model trained: the pruning curve's, and the one Deep Compression compresses."""
+    return sorted({*c["prune"]["sparsities"], c["deep"]["sparsity"]})
+
+
 def prune_runs(c: Mapping) -> list[str]:
-    return [PRUNE_RUNS.format(arch=c["arch"], device=c["device"], seed=c["seed"], sparsity=sparsity_label(s))
-            for s in c["prune"]["sparsities"]]
+    return [prune_run(c, s) for s in sparsities(c)]
+
+
+def prune_run(c: Mapping, sparsity: float) -> str:
+    return PRUNE_RUNS.format(arch=c["arch"], device=c["device"], seed=c["seed"], sparsity=sparsity_label(sparsity))
 
 
 def distill_runs(c: Mapping) -> list[str]:

@@ -68,6 +68,8 @@ def make_permanent(model: nn.Module) -> nn.Module:
     for _, module in prunable_layers(model):
         if hasattr(module, "weight_mask"):
             prune.remove(module, "weight")
+            with torch.no_grad():
+                module.weight.add_(0.0)   # -0.0 (a pruned negative weight times the mask) is +0.0, as a file stores it
     return model
 
 

@@ -9,8 +9,10 @@ stores a ``ceil(log2 k)``-bit index per weight and a codebook of ``k`` ``b``-bit
     R = n·b / (n·log2(k) + k·b),
 
 with ``log2 k`` rounded up to whole bits when ``k`` is not a power of two; over several layers R is the ratio
-of the summed bits. Centroids are not fine-tuned afterwards (Han et al. re-train them; we report the accuracy
-of the plain codebook), and Huffman coding of the indices is not applied.
+of the summed bits. Here every weight of a dense model is shared and the centroids stay where k-means left them
+(the post-training variant, whose accuracy is that of the plain codebook). Deep Compression proper is in
+:mod:`dlperf.compress.deep` (codebooks over a pruned model's nonzero weights, centroids re-trained with the masks
+fixed, built on :func:`kmeans_1d`) and :mod:`dlperf.compress.codec` (the sparse, shared and Huffman-coded file).
 """
 from __future__ import annotations
 

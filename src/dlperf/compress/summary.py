@@ -4,13 +4,15 @@ rendered from it, and the two figures (accuracy against sparsity, size against a
 ``summary.csv`` columns:
 
 * ``method``: baseline (an uncompressed reference), prune, prune_retrain, quantize_dynamic, quantize_static, share,
-  distill;
+  distill, and Deep Compression's stages deep_pruned, deep_shared, deep_huffman;
 * ``setting``: the model and the method's setting;
-* ``size_bytes``: bytes the weights need in the method's storage format (ONNX rows: the file's size; PyTorch rows:
-  the state dict's tensors, pruned layers as values + bitmap, shared layers as indices + codebook);
+* ``size_bytes``: bytes the weights need in the method's storage format (ONNX rows and Deep Compression's: the file's
+  size; PyTorch rows: the state dict's tensors, pruned layers as values + bitmap, shared layers as indices +
+  codebook);
 * ``nonzero_params``: parameters with a nonzero value (quantized rows: those of the FP32 model quantized);
 * ``metric``, ``metric_value``: ``top1`` (fraction of the CIFAR test set) or ``mAP`` (VOC07 11-point, SSD);
-* ``latency_ms``: median CPU latency of one forward pass at the first configured batch size;
+* ``latency_ms``: median CPU latency of one forward pass at the first configured batch size (none for Deep
+  Compression's files, which are decoded before they run);
 * ``speedup``: latency of the uncompressed model in the same runtime over ``latency_ms`` (PyTorch eager FP32 of
   the same architecture for pruning and sharing, of the teacher for distillation; onnxruntime FP32 for INT8).
 """
@@ -27,7 +29,7 @@ QUANT_METHODS = {"ort_fp32": "baseline", "ort_int8_dynamic": "quantize_dynamic",
 QUANT_SETTINGS = {"eager_fp32": "FP32 PyTorch eager", "ort_fp32": "FP32 onnxruntime",
                   "ort_int8_dynamic": "INT8 dynamic onnxruntime", "ort_int8_static": "INT8 static onnxruntime"}
 MARKERS = {"baseline": "s", "prune": "x", "prune_retrain": "o", "quantize_dynamic": "v", "quantize_static": "^",
-           "share": "D", "distill": "*"}
+           "share": "D", "distill": "*", "deep_pruned": "P", "deep_shared": "p", "deep_huffman": "h"}
 
 
 def _row(method, setting, size_bytes, nonzero_params, metric, value, latency_ms, reference_ms) -> dict:
@@ -45,7 +47,7 @@ def latency_at(latency: pd.DataFrame, model: str, variant: str, batch: int) -> f
 
 def summary_frame(*, arch: str, pruning: pd.DataFrame, classifier: pd.DataFrame, latency: pd.DataFrame,
                   sharing: pd.DataFrame, distill: pd.DataFrame, ssd: pd.DataFrame | None = None,
-                  temperature: float, alpha: float) -> pd.DataFrame:
+                  deep: pd.DataFrame | None = None, temperature: float, alpha: float) -> pd.DataFrame:
     """One row per model of the study (see the module docstring for the columns)."""
     batch = int(latency.batch.iloc[0])
     rows = []
@@ -65,6 +67,12 @@ def summary_frame(*, arch: str, pruning: pd.DataFrame, classifier: pd.DataFrame,
     for r in sharing.sort_values("clusters").itertuples():
         rows.append(_row("share", f"{arch} k={r.clusters}", r.size_bytes, r.nonzero_params, "top1", r.top1,
                          r.latency_ms, r.dense_latency_ms))
+    if deep is not None:   # Deep Compression's files: their bytes on disk, no latency (they are decoded to run)
+        for r in deep[deep.stage != "dense"].itertuples():
+            nonzero = pruning.loc[np.isclose(pruning.sparsity, r.sparsity), "nonzero_params"].iloc[0]
+            bits = "" if r.stage == "pruned" else f", {r.conv_bits}/{r.linear_bits}-bit codebooks"
+            rows.append(_row(f"deep_{r.stage}", f"{arch} sparsity {r.sparsity:g}{bits}", r.size_bytes, nonzero, "top1",
+                             r.top1, float("nan"), float("nan")))
     teacher = distill[distill.role == "teacher"].iloc[0]
     rows.append(_row("baseline", f"{teacher.arch} teacher FP32 PyTorch eager", teacher.size_bytes,
                      teacher.nonzero_params, "top1", teacher.test_acc, teacher.latency_ms, teacher.latency_ms))

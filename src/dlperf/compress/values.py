@@ -12,8 +12,8 @@ from dlperf.report.values import change, count, fixed, model_label, percent, pla
 
 
 def compress_values(*, summary: pd.DataFrame, pruning: pd.DataFrame, classifier: pd.DataFrame,
-                    latency: pd.DataFrame, sharing: pd.DataFrame, distill: pd.DataFrame, quantize: Mapping,
-                    settings: Mapping, ssd: bool) -> dict[str, object]:
+                    latency: pd.DataFrame, sharing: pd.DataFrame, distill: pd.DataFrame, deep: pd.DataFrame,
+                    quantize: Mapping, settings: Mapping, ssd: bool) -> dict[str, object]:
     """Macros of the compression section.
 
     ``settings`` is the config's ``compress`` section, ``quantize`` the provenance of the classifier's
@@ -38,6 +38,7 @@ def compress_values(*, summary: pd.DataFrame, pruning: pd.DataFrame, classifier:
     values |= _quantize_values(classifier, latency, q, quantize, batches)
     values |= _sharing_values(sharing, settings["share"], top1["eager_fp32"])
     values |= _distill_values(distill, settings["distill"])
+    values |= _deep_values(deep, settings["deep"])
     if ssd:
         rows = summary[summary.metric == "mAP"].set_index("method")
         values |= {
@@ -174,3 +175,21 @@ def _distill_values(distill: pd.DataFrame, d: Mapping) -> dict:
         "StudentParamsMillions": significant(kd.params / 1e6),
         "StudentSpeedup": fixed(teacher.latency_ms / kd.latency_ms, 2),
     }
+
+
+def _deep_values(deep: pd.DataFrame, settings: Mapping) -> dict[str, object]:
+    """Deep Compression's stages (results/compress/deep/stages.csv): each stage's size on disk, the ratio measured
+    and computed, and the decoded model's accuracy."""
+    rows = deep.set_index("stage")
+    values = {"DeepSparsity": plain(round(100 * settings["sparsity"], 1)),
+              "DeepConvBits": settings["bits"]["conv"], "DeepLinearBits": settings["bits"]["linear"],
+              "DeepConvGapBits": settings["gap_bits"]["conv"], "DeepLinearGapBits": settings["gap_bits"]["linear"],
+              "DeepDenseKilobytes": significant(rows.loc["dense", "size_bytes"] / 1e3),
+              "DeepDenseAccuracy": percent(rows.loc["dense", "top1"])}
+    for stage in ("pruned", "shared", "huffman"):
+        name = stage.capitalize()
+        values |= {f"Deep{name}Kilobytes": significant(rows.loc[stage, "size_bytes"] / 1e3),
+                   f"Deep{name}Ratio": fixed(rows.loc[stage, "ratio"], 1),
+                   f"Deep{name}FormulaRatio": fixed(rows.loc[stage, "formula_ratio"], 1),
+                   f"Deep{name}Accuracy": percent(rows.loc[stage, "top1"])}
+    return values
