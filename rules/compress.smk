@@ -7,7 +7,9 @@ from dlperf.compress import plan as compress_plan
 
 COMPRESS = config["compress"]
 COMPRESS_PRUNE_RUNS, COMPRESS_DISTILL_RUNS = compress_plan.PRUNE_RUNS, compress_plan.DISTILL_RUNS
-COMPRESS_RUNS = compress_plan.prune_runs(COMPRESS) + compress_plan.distill_runs(COMPRESS)
+COMPRESS_RUNS = (
+    compress_plan.prune_runs(COMPRESS) + compress_plan.distill_runs(COMPRESS) + compress_plan.qat_runs(COMPRESS)
+)
 TRAINING_RUNS["compress"] = lambda: COMPRESS_RUNS
 # The Optimus runs the study reuses (its device label and seed): the model compressed and the distillation teacher.
 COMPRESS_DENSE = OPTIMUS_RUNS.format(arch=COMPRESS["arch"], device=COMPRESS["device"], seed=COMPRESS["seed"])
@@ -232,6 +234,7 @@ rule compress_distillation:
 
 
 include: "compress_deep.smk"
+include: "compress_qat.smk"
 
 
 rule compress_summary:
@@ -246,7 +249,9 @@ rule compress_summary:
         latency=rules.compress_quantize.output.latency,
         sharing=rules.compress_share.output.csv,
         distill=rules.compress_distillation.output.csv,
-        deep=rules.compress_deep.output.csv,
+        deep=rules.compress_deep_stages.output.csv,
+        qat=rules.compress_qat_compare.output.csv,
+        qat_latency=rules.compress_qat_compare.output.latency,
         # the SSD's rows, when compress.quantize.ssd
     output:
         csv="results/compress/summary.csv",
@@ -285,7 +290,8 @@ rule compress_values:
         latency=rules.compress_quantize.output.latency,
         sharing=rules.compress_share.output.csv,
         distill=rules.compress_distillation.output.csv,
-        deep=rules.compress_deep.output.csv,
+        deep=rules.compress_deep_stages.output.csv,
+        qat=rules.compress_qat_compare.output.csv,
         quantize=rules.compress_quantize.output.provenance,
         provenance=[
             *(
@@ -295,12 +301,14 @@ rule compress_values:
             rules.compress_quantize.output.provenance,
             rules.compress_share.output.provenance,
             rules.compress_deep_shared.output.provenance,
+            rules.compress_qat_compare.output.provenance,
+            *(f"{run}/provenance.json" for run in compress_plan.qat_runs(COMPRESS)),
         ],
         includes=[
             rules.compress_pruning.output.figure,
             rules.compress_summary.output.figure,
             rules.compress_summary.output.table,
-            rules.compress_deep.output.table,
+            rules.compress_deep_stages.output.table,
         ],
     output:
         values="results/compress/values.json",

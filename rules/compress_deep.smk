@@ -4,7 +4,7 @@
 
 COMPRESS_DEEP = compress_plan.DEEP
 COMPRESS_DEEP_SOURCE = compress_plan.prune_run(COMPRESS, COMPRESS["deep"]["sparsity"])
-TRAINING_RUNS["compress"] = lambda: COMPRESS_RUNS + [f"{COMPRESS_DEEP}/shared"]   # the centroids' re-training
+TRAINING_RUNS["compress"] = lambda: COMPRESS_RUNS + [f"{COMPRESS_DEEP}/shared"]  # the centroids' re-training
 
 
 rule compress_deep_pruned:
@@ -95,7 +95,7 @@ rule compress_deep_huffman:
         "../scripts/compress_deep_huffman.py"
 
 
-rule compress_deep:
+rule compress_deep_stages:
     input:
         stages=[f"{COMPRESS_DEEP}/{stage}.json" for stage in ("pruned", "shared", "huffman")],
         formula=rules.compress_deep_huffman.output.formula,
@@ -112,4 +112,4 @@ rule compress_deep:
     conda:
         CONDA_ENV
     script:
-        "../scripts/compress_deep.py"
+        "../scripts/compress_deep_stages.py"

@@ -17,7 +17,8 @@ with script_logging(snakemake.log[0]):
         latency = pd.concat([latency, pd.read_csv(inp.ssd_latency)], ignore_index=True)
     summary = summary_frame(arch=p.arch, pruning=pd.read_csv(inp.pruning), classifier=pd.read_csv(inp.classifier),
                             latency=latency, sharing=pd.read_csv(inp.sharing), distill=pd.read_csv(inp.distill),
-                            ssd=ssd, deep=pd.read_csv(inp.deep), temperature=p.temperature, alpha=p.alpha)
+                            ssd=ssd, deep=pd.read_csv(inp.deep), qat=pd.read_csv(inp.qat),
+                            qat_latency=pd.read_csv(inp.qat_latency), temperature=p.temperature, alpha=p.alpha)
     write_csv(out.csv, summary)
     write_table(summary_table(summary), out.table)
     fidelity = of_job(snakemake)

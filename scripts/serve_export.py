@@ -3,10 +3,11 @@ test images at batch 1 and at batch N, or the job fails (rule: serve_export)."""
 import json
 
 import onnx
+import torch
 
 from dlperf.atomic import write_json
 from dlperf.export.detector import load_detector, preprocessed_images
-from dlperf.export.onnx_export import export_onnx, external_data_files, onnx_op_types, parity_check
+from dlperf.export.onnx_export import SSD_OUTPUT_NAMES, export_onnx, external_data_files, onnx_op_types, parity_check
 from dlperf.provenance import Provenance
 from dlperf.workflow import limit_threads, script_logging
 
@@ -18,7 +19,9 @@ with script_logging(snakemake.log[0]):
     size = p.model["image_size"]
     model, class_names = load_detector(snakemake.input.checkpoint, snakemake.input.labels, p.model["width_mult"],
                                        size)
-    proto, doc_strings = export_onnx(model, out.onnx, size, p.opset)
+    exported = export_onnx(model, torch.zeros(2, 3, size, size), out.onnx, output_names=SSD_OUTPUT_NAMES,
+                           opset=p.opset, doc_strings=True)
+    proto, doc_strings = exported.proto, exported.doc_strings
     print(f"exported {len(proto.graph.node)} nodes; doc strings from {doc_strings}")
     if external_data_files(out.onnx):
         raise RuntimeError(f"{out.onnx} refers to external data {external_data_files(out.onnx)}: it must be one file")

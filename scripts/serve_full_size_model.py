@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from dlperf.data.voc import read_label_file
-from dlperf.export.onnx_export import export_onnx
+from dlperf.export.onnx_export import SSD_OUTPUT_NAMES, export_onnx
 from dlperf.export.triton import write_model_repository
 from dlperf.models.mobilenet_ssd import mobilenet_v1_ssd
 from dlperf.provenance import Provenance
@@ -26,7 +26,9 @@ with script_logging(snakemake.log[0]):
     root = Path(out.config).parents[1]  # <root>/<name>/config.pbtxt
     with tempfile.TemporaryDirectory(dir=root.parent) as scratch:
         onnx_path = Path(scratch) / "model.onnx"
-        proto, _ = export_onnx(model, onnx_path, p.model["image_size"], p.opset)
+        size = p.model["image_size"]
+        proto = export_onnx(model, torch.zeros(2, 3, size, size), onnx_path, output_names=SSD_OUTPUT_NAMES,
+                            opset=p.opset, doc_strings=True).proto
         write_model_repository(root, p.name, 1, onnx_path, p.batching["max_batch_size"],
                                round(1000 * p.batching["max_delay_ms"]))
     print(f"{p.name}: {len(proto.graph.node)} nodes, {model.priors.shape[0]} priors, {len(classes)} classes")

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from dlperf.compress.stages import stages_table
 from dlperf.compress.summary import accuracy_sparsity_figure, size_accuracy_figure, summary_frame, summary_table
 from conftest import FIXTURE_FIDELITY
 
@@ -94,9 +95,38 @@ def write_compress(root: Path, cfg: dict) -> None:
     for mode in ("labels", "kd"):
         _json(out / "distill" / f"{d['student']}-{mode}-{device}-s{seed}" / "provenance.json",
               {"config": {"compress": {"student": d["student"], "mode": mode}}, **PROVENANCE, "study": "compress"})
+    deep_sparsity, bits = c["deep"]["sparsity"], c["deep"]["bits"]
+    deep = _csv(out / "deep" / "stages.csv", pd.DataFrame([
+        {"stage": stage, "sparsity": 0.0 if stage == "dense" else deep_sparsity,
+         "conv_bits": 32 if stage in ("dense", "pruned") else bits["conv"],
+         "linear_bits": 32 if stage in ("dense", "pruned") else bits["linear"], "size_bytes": size,
+         "ratio": 1_120_279 / size, "formula_ratio": formula, "top1": top1}
+        for stage, size, formula, top1 in [("dense", 1_120_279, 1.0, 0.41), ("pruned", 149_146, 8.0, 0.39),
+                                           ("shared", 56_456, 26.0, 0.40), ("huffman", 42_254, 41.5, 0.40)]]))
+    _json(out / "deep" / "shared" / "provenance.json",
+          {"config": {"compress": {"arch": arch, "deep": c["deep"]}}, **PROVENANCE, "study": "compress"})
+    w = c["qat"]["weight_only_bits"]
+    qat = _csv(out / "qat" / "classifier.csv", pd.DataFrame([
+        {"variant": v, "method": m, "runtime": "onnxruntime", "file": f"{v}.onnx", "size_bytes": size,
+         "nonzero_params": dense_params, "tensor_bytes": size - 80_000, "weight_bits": wb, "activation_bits": ab,
+         "top1": acc, "top1_agreement": 0.98, "max_abs_diff": 0.5, "mean_abs_diff": 0.05, "max_rel_diff": 0.02}
+        for v, m, size, wb, ab, acc in [("ort_fp32", "baseline", 1_161_180, 32, 32, 0.41),
+                                        ("ort_int8_static", "quantize_static", 372_117, 8, 8, 0.408),
+                                        ("ort_int8_qat", "qat", 476_441, 8, 8, 0.412),
+                                        (f"ort_int{w}w_ptq", "ptq_weight_only", 227_234, w, 32, 0.38),
+                                        (f"ort_int{w}w_qat", "qat_weight_only", 227_173, w, 32, 0.405)]]))
+    qat_latency = _csv(out / "qat" / "latency.csv", pd.DataFrame([
+        {"model": "classifier", "variant": v, "batch": batches[0], "median_ms": ms, "p10_ms": ms, "p90_ms": ms}
+        for v, ms in zip(qat.variant, (2.4, 1.2, 1.2, 2.4, 2.4))]))
+    _json(out / "qat" / "provenance.json", {"config": {"compress": {"arch": arch}}, **PROVENANCE, "study": "compress"})
+    for variant in ("int8", f"int{w}w"):
+        _json(out / "qat" / "runs" / f"{arch}-{device}-s{seed}-{variant}" / "provenance.json",
+              {"config": {"compress": {"arch": arch, "variant": variant}}, **PROVENANCE, "study": "compress"})
     summary = summary_frame(arch=arch, pruning=pruning, classifier=classifier, latency=latency, sharing=sharing,
-                            distill=distill, ssd=ssd, temperature=d["temperature"], alpha=d["alpha"])
+                            distill=distill, ssd=ssd, deep=deep, qat=qat, qat_latency=qat_latency,
+                            temperature=d["temperature"], alpha=d["alpha"])
     _csv(out / "summary.csv", summary)
     write_table(summary_table(summary), out / "tables" / "summary.tex")
     save_figure(accuracy_sparsity_figure(pruning), out / "figures" / "accuracy_sparsity.pdf", FIXTURE_FIDELITY)
     save_figure(size_accuracy_figure(summary), out / "figures" / "size_accuracy.pdf", FIXTURE_FIDELITY)
+    write_table(stages_table(deep), out / "tables" / "deep.tex")

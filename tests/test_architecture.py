@@ -16,7 +16,8 @@ from snakemake.iocontainers import Namedlist
 from conftest import ROOT, copy_run, job_counts, load_config, snakemake, write_config
 
 TRAINING_RULES = {"optimus_train", "depth_train", "transfer_pretrain", "transfer_finetune", "transfer_head",
-                  "ssd_pretrain_voc", "ssd_finetune", "compress_prune", "compress_distill"}
+                  "ssd_pretrain_voc", "ssd_finetune", "compress_prune", "compress_distill", "compress_qat_train",
+                  "compress_deep_shared"}
 STUDIES = ["flops", "optimus", "depth", "transfer", "ssd", "serve", "compress"]
 
 

@@ -26,7 +26,6 @@ from dlperf.compress.pruning import (
 from dlperf.compress.quantize import (
     ArrayCalibrationReader,
     agreement,
-    export_onnx,
     image_size,
     onnx_nonzero_params,
     preprocess,
@@ -40,6 +39,7 @@ from dlperf.compress.quantize import (
 )
 from dlperf.compress.sharing import compression_ratio, index_bits, kmeans_1d, share_weights, shared_size_bytes
 from dlperf.compress.summary import SUMMARY_COLUMNS, summary_frame
+from dlperf.export.onnx_export import SSD_OUTPUT_NAMES, export_onnx
 from dlperf.models.cifar_resnet import cifar_model
 from dlperf.train.data import DeviceImages
 from dlperf.train.engine import TrainConfig, seed_everything, train
@@ -221,7 +221,7 @@ def quantized(trained, tmp_path_factory):
     model = load_classifier("resnet8", checkpoint, width=64)
     data = DeviceImages(x, y, "cpu")
     images = torch.cat([b for b, _ in data.batches(64, shuffle=False)])
-    raw = export_onnx(model, images[:2], out / "raw.onnx")
+    raw = export_onnx(model, images[:2], out / "raw.onnx", tolerance=1e-3).path
     fp32 = preprocess(raw, out / "fp32.onnx")
     reader = ArrayCalibrationReader("input", (b.numpy() for b, _ in data.batches(32, shuffle=False)))
     static = quantize_static_model(fp32, out / "static.onnx", reader)
@@ -264,7 +264,7 @@ def test_nonzero_params_of_a_graph_are_those_of_its_weight_layers(tmp_path):
     model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 2)).eval()
     with torch.no_grad():
         model[0].weight[0] = 0   # 27 zeros
-    path = export_onnx(model, torch.randn(2, 3, 8, 8), tmp_path / "m.onnx")
+    path = export_onnx(model, torch.randn(2, 3, 8, 8), tmp_path / "m.onnx").path
     assert onnx_nonzero_params(path) == nonzero_params(model) == sum(p.numel() for p in model.parameters()) - 27
 
 
@@ -280,10 +280,8 @@ def test_an_ssd_graph_is_quantized_and_scored_with_voc_map(tmp_path):
     classes = read_labels(tmp_path / "labels.txt")
     torch.manual_seed(0)
     ssd = mobilenet_v1_ssd(len(classes) + 1, width_mult=0.25, image_size=96, is_test=True).eval()
-    raw = tmp_path / "ssd.onnx"
-    program = torch.onnx.export(ssd, (torch.randn(1, 3, 96, 96),), dynamo=True, input_names=["input"],
-                                output_names=["scores", "boxes"], external_data=False)
-    program.save(str(raw))
+    raw = export_onnx(ssd, torch.randn(1, 3, 96, 96), tmp_path / "ssd.onnx", output_names=SSD_OUTPUT_NAMES,
+                      dynamic_batch=False).path
     assert image_size(raw) == 96
     fp32 = preprocess(raw, tmp_path / "fp32.onnx")
     train_set = OpenImagesDataset(root, "train", classes)
@@ -351,7 +349,10 @@ def test_the_report_values_come_from_the_results_the_fixture_writes(tmp_path):
         summary=pd.read_csv(out / "summary.csv"), pruning=pd.read_csv(out / "pruning.csv"),
         classifier=pd.read_csv(out / "quantize" / "classifier.csv"), latency=pd.read_csv(out / "quantize" / "latency.csv"),
         sharing=pd.read_csv(out / "share" / "sharing.csv"), distill=pd.read_csv(out / "distill.csv"),
+        deep=pd.read_csv(out / "deep" / "stages.csv"), qat=pd.read_csv(out / "qat" / "classifier.csv"),
         quantize=json.loads((out / "quantize" / "provenance.json").read_text()), settings=cfg["compress"], ssd=False)
+    assert macros["CompressDeepHuffmanKilobytes"] == "42.3" and macros["CompressDeepPrunedRatio"] == "7.5"
+    assert macros["CompressQatEightTop"] == "41.2" and macros["CompressQatWeightOnlyGain"] == "2.5"
     assert macros["CompressStaticTop"] == "40.8" and macros["CompressOrtTop"] == "41.0"
     assert macros["CompressStaticSpeedupBOne"] == f"{2.4 / 1.2:.2f}"        # FP32 onnxruntime over static INT8
     assert macros["CompressGoalMet"] == "yes" and macros["CompressStaticLoss"] == "0.2"

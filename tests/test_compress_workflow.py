@@ -38,7 +38,7 @@ def test_the_compress_rules_write_the_contract_files_in_the_embedded_run(embedde
     assert summary.method.value_counts().to_dict() == {
         "baseline": 4, "quantize_dynamic": 2, "quantize_static": 2, "prune": len(sparsities),
         "prune_retrain": len(sparsities), "share": len(clusters), "distill": 2, "deep_pruned": 1, "deep_shared": 1,
-        "deep_huffman": 1}
+        "deep_huffman": 1, "qat": 1, "ptq_weight_only": 1, "qat_weight_only": 1}
     assert set(summary[summary.setting.str.startswith("SSD")].metric) == {"mAP"}
     timed = summary[~summary.method.str.startswith("deep_")]   # Deep Compression's files are decoded to run
     assert (timed.latency_ms > 0).all() and (timed.speedup > 0).all()
@@ -93,3 +93,15 @@ def test_deep_compression_stages_shrink_on_disk_and_report_the_decoded_models_ac
     assert stages.loc["shared", "top1"] == stages.loc["huffman", "top1"]   # Huffman coding is lossless
     for stage in ("pruned", "shared", "huffman"):   # each script decoded its file and checked it against memory
         assert json.loads((deep / f"{stage}.json").read_text())["top1"] == stages.loc[stage, "top1"]
+
+
+def test_qat_sits_beside_ptq_at_the_same_bit_widths_and_runs_in_onnxruntime(embedded_run):
+    c = load_config(root=embedded_run)["compress"]
+    qat = pd.read_csv(embedded_run / "results/compress/qat/classifier.csv").set_index("method")
+    assert set(qat.index) == {"baseline", "quantize_static", "qat", "ptq_weight_only", "qat_weight_only"}
+    assert qat.loc["qat", "weight_bits"] == qat.loc["quantize_static", "weight_bits"] == 8
+    assert qat.loc["qat_weight_only", "weight_bits"] == qat.loc["ptq_weight_only", "weight_bits"] == (
+        c["qat"]["weight_only_bits"])
+    assert (qat.loc[["ptq_weight_only", "qat_weight_only"], "size_bytes"] < 0.3 * qat.loc["baseline", "size_bytes"]).all()
+    latency = pd.read_csv(embedded_run / "results/compress/qat/latency.csv")
+    assert set(latency.variant) == set(qat.variant) and (latency.median_ms > 0).all()

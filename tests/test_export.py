@@ -21,7 +21,14 @@ from google.protobuf import text_format
 
 from dlperf.detection.predictor import Predictor
 from dlperf.export.net_drawer import docstring_url, docstrings_markdown, graph_dot, main as net_drawer_main, render_svg
-from dlperf.export.onnx_export import STACK_TRACE_KEY, ParityError, export_onnx, external_data_files, parity_check
+from dlperf.export.onnx_export import (
+    SSD_OUTPUT_NAMES,
+    STACK_TRACE_KEY,
+    ParityError,
+    export_onnx,
+    external_data_files,
+    parity_check,
+)
 from dlperf.export.triton import model_config, parse_model_config, write_model_repository
 from dlperf.models.mobilenet_ssd import mobilenet_v1_ssd
 from dlperf.serve import KServeClient, OrtServerClient
@@ -44,8 +51,8 @@ def model() -> torch.nn.Module:
 @pytest.fixture(scope="module")
 def exported(model, tmp_path_factory) -> tuple[Path, onnx.ModelProto, dict]:
     path = tmp_path_factory.mktemp("onnx") / "ssd.onnx"
-    proto, counts = export_onnx(model, path, SIZE)
-    return path, proto, counts
+    exported = export_onnx(model, torch.zeros(2, 3, SIZE, SIZE), path, output_names=SSD_OUTPUT_NAMES, doc_strings=True)
+    return path, exported.proto, exported.doc_strings
 
 
 def images(n: int, seed: int = 0) -> np.ndarray:

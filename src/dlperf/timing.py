@@ -27,7 +27,8 @@ from dlperf.workflow import available_cores, limit_threads
 # Snakemake starts nothing beside it, and computes at ``params.measure_threads``; profiles/slurm gives each a node
 # of its own (--exclusive).
 TIMING_RULES = ("devices_peak", "flops_measure", "transfer_timing", "serve_bench", "compress_pruning",
-                "compress_share", "compress_quantize", "compress_quantize_ssd", "compress_distillation")
+                "compress_share", "compress_quantize", "compress_quantize_ssd", "compress_distillation",
+                "compress_qat_compare")
 ALONE_SLACK_CORES = 0.5  # busy cores beyond a timing job's own threads that still count as alone (system daemons)
 
 

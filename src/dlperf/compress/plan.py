@@ -5,6 +5,7 @@ from typing import Mapping
 
 PRUNE_RUNS = "results/compress/prune/{arch}-{device}-s{seed}-sp{sparsity}"
 DEEP = "results/compress/deep"   # Deep Compression's stage files, one rule each
+QAT_RUNS = "results/compress/qat/runs/{arch}-{device}-s{seed}-{variant}"
 DISTILL_RUNS = "results/compress/distill/{arch}-{mode}-{device}-s{seed}"
 MODES = ("labels", "kd")  # a distillation student trained on labels only, and on soft targets
 # The classifier's quantization settings; the SSD's add its calibration size and operator types.
@@ -45,3 +46,14 @@ def quantize(c: Mapping, *extra: str) -> dict:
     """The quantization settings a job reads: the shared ones and ``extra`` keys."""
     q = c["quantize"]
     return {k: q[k] for k in (*QUANTIZE_KEYS, *extra)}
+
+
+def qat_variants(c: Mapping) -> dict[str, dict]:
+    """Quantization-aware training's runs, by name: INT8 weights and activations (beside static PTQ), and weight-only
+    at ``qat.weight_only_bits`` (beside weight-only PTQ at the same width)."""
+    bits = c["qat"]["weight_only_bits"]
+    return {"int8": {"weight_bits": 8, "activation_bits": 8}, f"int{bits}w": {"weight_bits": bits, "activation_bits": None}}
+
+
+def qat_runs(c: Mapping) -> list[str]:
+    return [QAT_RUNS.format(arch=c["arch"], device=c["device"], seed=c["seed"], variant=v) for v in qat_variants(c)]

@@ -4,7 +4,8 @@ rendered from it, and the two figures (accuracy against sparsity, size against a
 ``summary.csv`` columns:
 
 * ``method``: baseline (an uncompressed reference), prune, prune_retrain, quantize_dynamic, quantize_static, share,
-  distill, and Deep Compression's stages deep_pruned, deep_shared, deep_huffman;
+  distill, quantization-aware training (qat: INT8 weights and activations; qat_weight_only) beside weight-only PTQ
+  (ptq_weight_only), and Deep Compression's stages deep_pruned, deep_shared, deep_huffman;
 * ``setting``: the model and the method's setting;
 * ``size_bytes``: bytes the weights need in the method's storage format (ONNX rows and Deep Compression's: the file's
   size; PyTorch rows: the state dict's tensors, pruned layers as values + bitmap, shared layers as indices +
@@ -14,7 +15,7 @@ rendered from it, and the two figures (accuracy against sparsity, size against a
 * ``latency_ms``: median CPU latency of one forward pass at the first configured batch size (none for Deep
   Compression's files, which are decoded before they run);
 * ``speedup``: latency of the uncompressed model in the same runtime over ``latency_ms`` (PyTorch eager FP32 of
-  the same architecture for pruning and sharing, of the teacher for distillation; onnxruntime FP32 for INT8).
+  the same architecture for pruning and sharing, of the teacher for distillation; onnxruntime FP32 for INT8 and QAT).
 """
 from __future__ import annotations
 
@@ -26,10 +27,12 @@ from dlperf.report.style import figure
 SUMMARY_COLUMNS = ("method", "setting", "size_bytes", "nonzero_params", "metric", "metric_value", "latency_ms",
                    "speedup")
 QUANT_METHODS = {"ort_fp32": "baseline", "ort_int8_dynamic": "quantize_dynamic", "ort_int8_static": "quantize_static"}
+QAT_METHODS = ("qat", "ptq_weight_only", "qat_weight_only")   # results/compress/qat/classifier.csv's own rows
 QUANT_SETTINGS = {"eager_fp32": "FP32 PyTorch eager", "ort_fp32": "FP32 onnxruntime",
                   "ort_int8_dynamic": "INT8 dynamic onnxruntime", "ort_int8_static": "INT8 static onnxruntime"}
 MARKERS = {"baseline": "s", "prune": "x", "prune_retrain": "o", "quantize_dynamic": "v", "quantize_static": "^",
-           "share": "D", "distill": "*", "deep_pruned": "P", "deep_shared": "p", "deep_huffman": "h"}
+           "share": "D", "distill": "*", "deep_pruned": "P", "deep_shared": "p", "deep_huffman": "h", "qat": "<",
+           "ptq_weight_only": "1", "qat_weight_only": "2"}
 
 
 def _row(method, setting, size_bytes, nonzero_params, metric, value, latency_ms, reference_ms) -> dict:
@@ -47,7 +50,8 @@ def latency_at(latency: pd.DataFrame, model: str, variant: str, batch: int) -> f
 
 def summary_frame(*, arch: str, pruning: pd.DataFrame, classifier: pd.DataFrame, latency: pd.DataFrame,
                   sharing: pd.DataFrame, distill: pd.DataFrame, ssd: pd.DataFrame | None = None,
-                  deep: pd.DataFrame | None = None, temperature: float, alpha: float) -> pd.DataFrame:
+                  deep: pd.DataFrame | None = None, qat: pd.DataFrame | None = None,
+                  qat_latency: pd.DataFrame | None = None, temperature: float, alpha: float) -> pd.DataFrame:
     """One row per model of the study (see the module docstring for the columns)."""
     batch = int(latency.batch.iloc[0])
     rows = []
@@ -67,6 +71,13 @@ def summary_frame(*, arch: str, pruning: pd.DataFrame, classifier: pd.DataFrame,
     for r in sharing.sort_values("clusters").itertuples():
         rows.append(_row("share", f"{arch} k={r.clusters}", r.size_bytes, r.nonzero_params, "top1", r.top1,
                          r.latency_ms, r.dense_latency_ms))
+    if qat is not None:   # quantization-aware training and weight-only PTQ; FP32 and static INT8 are above already
+        qat_ort_ms = latency_at(qat_latency, "classifier", "ort_fp32", batch)
+        for r in qat[qat.method.isin(QAT_METHODS)].itertuples():
+            activations = "FP32" if r.activation_bits == 32 else f"INT{r.activation_bits}"
+            rows.append(_row(r.method, f"{arch} INT{r.weight_bits} weights, {activations} activations onnxruntime",
+                             r.size_bytes, r.nonzero_params, "top1", r.top1,
+                             latency_at(qat_latency, "classifier", r.variant, batch), qat_ort_ms))
     if deep is not None:   # Deep Compression's files: their bytes on disk, no latency (they are decoded to run)
         for r in deep[deep.stage != "dense"].itertuples():
             nonzero = pruning.loc[np.isclose(pruning.sparsity, r.sparsity), "nonzero_params"].iloc[0]

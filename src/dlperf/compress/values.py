@@ -13,7 +13,7 @@ from dlperf.report.values import change, count, fixed, model_label, percent, pla
 
 def compress_values(*, summary: pd.DataFrame, pruning: pd.DataFrame, classifier: pd.DataFrame,
                     latency: pd.DataFrame, sharing: pd.DataFrame, distill: pd.DataFrame, deep: pd.DataFrame,
-                    quantize: Mapping, settings: Mapping, ssd: bool) -> dict[str, object]:
+                    qat: pd.DataFrame, quantize: Mapping, settings: Mapping, ssd: bool) -> dict[str, object]:
     """Macros of the compression section.
 
     ``settings`` is the config's ``compress`` section, ``quantize`` the provenance of the classifier's
@@ -39,6 +39,7 @@ def compress_values(*, summary: pd.DataFrame, pruning: pd.DataFrame, classifier:
     values |= _sharing_values(sharing, settings["share"], top1["eager_fp32"])
     values |= _distill_values(distill, settings["distill"])
     values |= _deep_values(deep, settings["deep"])
+    values |= _qat_values(qat, settings["qat"])
     if ssd:
         rows = summary[summary.metric == "mAP"].set_index("method")
         values |= {
@@ -192,4 +193,19 @@ def _deep_values(deep: pd.DataFrame, settings: Mapping) -> dict[str, object]:
                    f"Deep{name}Ratio": fixed(rows.loc[stage, "ratio"], 1),
                    f"Deep{name}FormulaRatio": fixed(rows.loc[stage, "formula_ratio"], 1),
                    f"Deep{name}Accuracy": percent(rows.loc[stage, "top1"])}
+    return values
+
+
+def _qat_values(qat: pd.DataFrame, settings: Mapping) -> dict[str, object]:
+    """Quantization-aware training beside post-training quantization (results/compress/qat/classifier.csv): top-1
+    through onnxruntime and file size of each, at 8 bits and weight-only at ``weight_only_bits``."""
+    rows = qat.set_index("method")
+    values = {"QatImages": count(settings["n_train"]) if settings["n_train"] else "all",
+              "QatEpochs": settings["train"]["epochs"], "QatWeightOnlyBits": settings["weight_only_bits"]}
+    for method, name in (("baseline", "QatFp"), ("quantize_static", "QatPtqEight"), ("qat", "QatEight"),
+                         ("ptq_weight_only", "QatPtqWeightOnly"), ("qat_weight_only", "QatWeightOnly")):
+        values |= {f"{name}Top": percent(rows.loc[method, "top1"]),
+                   f"{name}Kilobytes": significant(rows.loc[method, "size_bytes"] / 1e3)}
+    gain = 100 * (rows.loc["qat_weight_only", "top1"] - rows.loc["ptq_weight_only", "top1"])
+    values["QatWeightOnlyGain"] = fixed(gain, 1)
     return values

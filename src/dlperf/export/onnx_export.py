@@ -1,9 +1,11 @@
-"""Export an SSD to ONNX with the dynamo exporter, and check the file against PyTorch.
+"""Export a PyTorch model to one ONNX file with the dynamo exporter, and check the file against PyTorch.
 
-The file is what pytorch-ssd's ``convert_to_caffe2_models.py`` writes, made for serving: input ``input``
-``[N, 3, H, W]`` with a dynamic batch axis, outputs ``scores [N, P, C]`` (softmaxed) and ``boxes [N, P, 4]``
-(corner form, 0..1), no NMS in the graph. It is one file: the weights are stored inside it, never as external
-data, so copying the file copies the model.
+:func:`export_onnx` is the workflow's one exporter: the served SSD, the compress study's classifiers and their
+quantization-aware INT8/INT4 forms all go through it. The file is one self-contained file (the weights are stored
+inside it, never as external data, so copying the file copies the model) with a named input whose batch axis is
+a symbol, and :func:`parity_check` runs it in onnxruntime against PyTorch. For the SSD it is what pytorch-ssd's
+``convert_to_caffe2_models.py`` writes, made for serving: input ``input [N, 3, H, W]``, outputs ``scores [N, P, C]``
+(softmaxed) and ``boxes [N, P, 4]`` (corner form, 0..1), no NMS in the graph.
 
 The dynamo exporter leaves ``NodeProto.doc_string`` empty and records where each node came from in its
 ``metadata_props`` instead (``pkg.torch.onnx.stack_trace``, with the module path under ``namespace``). Tools
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -26,7 +29,7 @@ from dlperf.atomic import atomic_write
 STACK_TRACE_KEY = "pkg.torch.onnx.stack_trace"
 NAMESPACE_KEY = "namespace"  # the module path of the node; the doc string of nodes without a stack trace
 INPUT_NAME = "input"
-OUTPUT_NAMES = ("scores", "boxes")
+SSD_OUTPUT_NAMES = ("scores", "boxes")  # what pytorch-ssd's export names them, and what servers and clients read
 
 
 class ParityError(AssertionError):
@@ -58,49 +61,72 @@ def copy_stack_traces(model: onnx.ModelProto) -> dict[str, int]:
     return counts
 
 
-def export_onnx(model: torch.nn.Module, path: str | os.PathLike, image_size: int, opset: int | None = None,
-                example_batch: int = 2) -> tuple[onnx.ModelProto, dict[str, int]]:
-    """Export ``model`` (in eval mode, forward ``x -> (scores, boxes)``) to ``path``, one self-contained file.
+@dataclass(frozen=True)
+class Exported:
+    """What :func:`export_onnx` wrote: the file, its model, where its doc strings came from (all ``none`` unless
+    asked for) and the parity record on the export sample (None unless a tolerance was given)."""
 
-    The batch axis is exported as a symbol: the example batch is 2, not 1, since torch.export specialises sizes
-    0 and 1. Returns the written model and :func:`copy_stack_traces`' counts.
+    path: Path
+    proto: onnx.ModelProto
+    doc_strings: dict[str, int]
+    parity: dict | None
+
+
+def export_onnx(model: torch.nn.Module, sample: torch.Tensor, path: str | os.PathLike, *,
+                input_name: str = INPUT_NAME, output_names: Sequence[str] = ("logits",), opset: int | None = None,
+                dynamic_batch: bool = True, doc_strings: bool = False, tolerance: float | None = None) -> Exported:
+    """Export ``model`` (in eval mode, traced on ``sample``) to ``path``, one self-contained file.
+
+    With ``dynamic_batch`` the batch axis is exported as a symbol; ``sample`` then needs a batch of 2 or more, since
+    torch.export specialises sizes 0 and 1. ``doc_strings`` copies each node's stack trace into its doc string
+    (:func:`copy_stack_traces`, for net_drawer; it adds text to the file). With a ``tolerance`` the model is run on
+    ``sample`` in onnxruntime and PyTorch before anything is written (:func:`parity_check`), so a file that differs
+    from its model is never written.
     """
+    if dynamic_batch and sample.shape[0] < 2:
+        raise ValueError("a dynamic batch needs an export sample of at least 2 (batch 1 would be specialised away)")
     model = model.eval()
-    example = torch.zeros(example_batch, 3, image_size, image_size)
+    dynamic_shapes = ({0: torch.export.Dim("batch")},) if dynamic_batch else None
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # the exporter's notes on its own internals
         program = torch.onnx.export(
-            model, (example,), dynamo=True, input_names=[INPUT_NAME], output_names=list(OUTPUT_NAMES),
-            dynamic_shapes=({0: torch.export.Dim("batch")},), opset_version=opset, external_data=False,
-            verbose=False,
+            model, (sample,), dynamo=True, input_names=[input_name], output_names=list(output_names),
+            dynamic_shapes=dynamic_shapes, opset_version=opset, external_data=False, verbose=False,
         )
     proto = program.model_proto
-    counts = copy_stack_traces(proto)
+    counts = (copy_stack_traces(proto) if doc_strings
+              else {"stack_trace": 0, "namespace": 0, "none": len(proto.graph.node)})
     onnx.checker.check_model(proto)
+    blob = proto.SerializeToString()
+    parity = None if tolerance is None else parity_check(model, blob, [sample.numpy()], tolerance)
     with atomic_write(path, "wb") as handle:
-        handle.write(proto.SerializeToString())
-    return proto, counts
+        handle.write(blob)
+    return Exported(Path(path), proto, counts, parity)
 
 
-def parity_check(model: torch.nn.Module, onnx_path: str | os.PathLike, batches: Sequence[np.ndarray],
+def parity_check(model: torch.nn.Module, onnx_model: str | os.PathLike | bytes, batches: Sequence[np.ndarray],
                  tolerance: float, threads: int = 1) -> dict:
-    """Run each batch ``[N, 3, H, W]`` through PyTorch and through onnxruntime on ``onnx_path``; compare.
+    """Run each batch through PyTorch and through onnxruntime on ``onnx_model`` (a path or a serialized model);
+    compare each output, in order, with PyTorch's (a tensor or a tuple of them).
 
-    Returns the largest absolute difference per output (over all batches) and the batch sizes run. Raises
+    Returns the largest absolute difference per output name (over all batches) and the batch sizes run. Raises
     :class:`ParityError` naming the output when a difference exceeds ``tolerance`` (or is NaN).
     """
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
-    session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
-    worst = dict.fromkeys(OUTPUT_NAMES, 0.0)
+    session = ort.InferenceSession(onnx_model if isinstance(onnx_model, bytes) else str(onnx_model), options,
+                                   providers=["CPUExecutionProvider"])
+    names = [o.name for o in session.get_outputs()]
+    worst = dict.fromkeys(names, 0.0)
     model = model.eval()
     for batch in batches:
         with torch.no_grad():
-            expected = [t.numpy() for t in model(torch.from_numpy(batch))]
-        actual = session.run(list(OUTPUT_NAMES), {INPUT_NAME: batch})
-        for name, want, got in zip(OUTPUT_NAMES, expected, actual):
+            out = model(torch.from_numpy(batch))
+        expected = [t.numpy() for t in (out if isinstance(out, (tuple, list)) else (out,))]
+        actual = session.run(names, {session.get_inputs()[0].name: batch})
+        for name, want, got in zip(names, expected, actual):
             if want.shape != got.shape:
                 raise ParityError(f"{name}: ONNX shape {list(got.shape)} != PyTorch shape {list(want.shape)}")
             diff = float(np.max(np.abs(want.astype(np.float64) - got)))

@@ -1,4 +1,4 @@
-"""Deep Compression's stages side by side (rule: compress_deep): size on disk, measured and computed ratio, top-1."""
+"""Deep Compression's stages side by side (rule: compress_deep_stages): size on disk, measured and computed ratio, top-1."""
 import json
 
 import pandas as pd
