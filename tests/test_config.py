@@ -30,6 +30,12 @@ BAD = {
     "missing section": (lambda c: c.pop("data"), "'data' is a required property"),
     "unknown optimizer": (lambda c: c["optimus"]["train"]["optimizer"].update(name="lamb"), "lamb"),
     "bad device label": (lambda c: c["devices"].update({"K80 GPU": {"accelerator": "cuda"}}), "K80 GPU"),
+    "Deep Compression at sparsity 1": (lambda c: c["compress"]["deep"].update(sparsity=1.0), "1.0 is greater than or equal"),
+    "a codebook of one centroid (k = 2^0)": (lambda c: c["compress"]["deep"]["bits"].update(conv=0), "0 is less than"),
+    "an index wider than the format holds": (lambda c: c["compress"]["deep"]["bits"].update(linear=17),
+                                             "17 is greater than the maximum of 16"),
+    "a relative index of 0 bits": (lambda c: c["compress"]["deep"]["gap_bits"].update(conv=0), "0 is less than"),
+    "weight-only QAT at 1 bit": (lambda c: c["compress"]["qat"].update(weight_only_bits=1), "1 is less than"),
     "download without checksum": (
         lambda c: c["data"].update(cifar10={"source": "download", "download": {"url": "https://example.org/a.tgz"}}),
         "cifar10"),
