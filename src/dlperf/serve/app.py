@@ -130,10 +130,20 @@ class ByteBudget:
     """Bytes of request bodies the server holds at once; a request waits until its share is free."""
 
     def __init__(self, capacity: int):
-        self.capacity, self.used = capacity, 0
+        self.capacity, self.used, self._waiting = capacity, 0, 0   # all on one event loop: no lock needed to count
         self._freed = asyncio.Condition()
 
     async def acquire(self, size: int, timeout: float) -> None:
+        if self.used + size <= self.capacity and not self._waiting:   # the common case: no lock, no task, no wait
+            self.used += size
+            return
+        self._waiting += 1
+        try:
+            await self._wait(size, timeout)
+        finally:
+            self._waiting -= 1
+
+    async def _wait(self, size: int, timeout: float) -> None:
         async with self._freed:
             try:
                 await asyncio.wait_for(self._freed.wait_for(lambda: self.used + size <= self.capacity), timeout)
@@ -142,9 +152,10 @@ class ByteBudget:
             self.used += size
 
     async def release(self, size: int) -> None:
-        async with self._freed:
-            self.used -= size
-            self._freed.notify_all()
+        self.used -= size
+        if self._waiting:
+            async with self._freed:
+                self._freed.notify_all()
 
 
 class InferenceApp:
