@@ -7,10 +7,9 @@ COMPRESS_QAT_VARIANTS = compress_plan.qat_variants(COMPRESS)
 COMPRESS_QAT_WEIGHT_ONLY = next(v for v, bits in COMPRESS_QAT_VARIANTS.items() if bits["activation_bits"] is None)
 
 
-def compress_qat_run(variant):
-    return COMPRESS_QAT_RUNS.format(
-        arch=COMPRESS["arch"], device=COMPRESS["device"], seed=COMPRESS["seed"], variant=variant
-    )
+COMPRESS_QAT_ONNX = {
+    variant: f"{run}/model.qdq.onnx" for variant, run in zip(COMPRESS_QAT_VARIANTS, compress_plan.qat_runs(COMPRESS))
+}
 
 
 rule compress_qat_train:
@@ -55,8 +54,8 @@ rule compress_qat_compare:
         data="resources/data/cifar10",
         fp32=rules.compress_quantize.output.fp32,
         static=rules.compress_quantize.output.static,
-        int8_qat=f"{compress_qat_run('int8')}/model.qdq.onnx",
-        weight_only_qat=f"{compress_qat_run(COMPRESS_QAT_WEIGHT_ONLY)}/model.qdq.onnx",
+        int8_qat=COMPRESS_QAT_ONNX["int8"],
+        weight_only_qat=COMPRESS_QAT_ONNX[COMPRESS_QAT_WEIGHT_ONLY],
     output:
         weight_only_ptq="results/compress/qat/classifier.weight_only_ptq.onnx",
         csv="results/compress/qat/classifier.csv",

@@ -6,6 +6,7 @@ import math
 import pandas as pd
 import pytest
 
+from dlperf.compress import plan as compress_plan
 from dlperf.depth.values import base_lr
 from dlperf.workflow import lr_label
 
@@ -100,8 +101,13 @@ def test_the_embedded_default_runs_end_to_end_and_a_rerun_does_nothing(embedded_
     ppp = pd.read_csv(flops / "training_ppp.csv")
     assert list(ppp.columns) == ["study", "run", "device", "gflop_per_step", "achieved_tflops", "peak_tflops", "ppp"]
     # every training run of the workflow
-    depth_runs = len(load_config()["depth"]["runs"])
-    assert ppp.study.value_counts().to_dict() == {"depth": depth_runs, "optimus": 4, "transfer": 5, "compress": 5}
+    cfg = load_config()
+    depth_runs = len(cfg["depth"]["runs"])
+    # compress: each pruned model, both distillation students, each QAT variant and Deep Compression's centroids
+    compress_runs = len(compress_plan.prune_runs(cfg["compress"]) + compress_plan.distill_runs(cfg["compress"])
+                        + compress_plan.qat_runs(cfg["compress"])) + 1
+    assert ppp.study.value_counts().to_dict() == {"depth": depth_runs, "optimus": 4, "transfer": 5,
+                                                  "compress": compress_runs}
     assert (ppp.ppp > 0).all()
     assert "ppp" in pd.read_csv(run / "epochs.csv").columns
 

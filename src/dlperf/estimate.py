@@ -123,9 +123,12 @@ def planned_runs(cfg: Mapping, device: str) -> list[PlannedRun]:
             t = p["train"]
             runs.append(PlannedRun("compress", f"prune-{sparsity}", _cifar(c["arch"], width), t["batch_size"],
                                    _steps(p["n_train"] or n_train, t["batch_size"], t["epochs"]), n_test))
-        d, t = c["deep"], c["deep"]["train"]   # the centroids' re-training costs what the network's would
-        runs.append(PlannedRun("compress", "deep-shared", _cifar(c["arch"], width), t["batch_size"],
-                               _steps(d["n_train"] or n_train, t["batch_size"], t["epochs"]), n_test))
+        # the centroids' re-training costs what the network's would; fake quantization's rounding is counted as free
+        retrained = [("deep-shared", c["deep"])] + [(f"qat-{v}", c["qat"]) for v in compress_plan.qat_variants(c)]
+        for name, section in retrained:
+            t = section["train"]
+            runs.append(PlannedRun("compress", name, _cifar(c["arch"], width), t["batch_size"],
+                                   _steps(section["n_train"] or n_train, t["batch_size"], t["epochs"]), n_test))
         k = c["distill"]
         t = k["train"]
         steps = _steps(k["n_train"] or n_train, t["batch_size"], t["epochs"])
@@ -284,7 +287,8 @@ def job_stats(text: str) -> dict[str, int]:
 
 
 TRAINING_RULES = ("optimus_train", "depth_train", "transfer_pretrain", "transfer_finetune", "transfer_cache",
-                  "ssd_pretrain_voc", "ssd_finetune", "compress_prune", "compress_distill")
+                  "ssd_pretrain_voc", "ssd_finetune", "compress_prune", "compress_distill", "compress_deep_shared",
+                  "compress_qat_train")
 
 
 def other_jobs_per_study(counts: Mapping[str, int]) -> dict[str, int]:

@@ -1,7 +1,8 @@
 """An inference server on onnxruntime that existing clients can talk to, and a client for it.
 
 It serves a Triton-layout model repository (``<root>/<model>/<version>/model.onnx``) over two HTTP
-protocols at once:
+protocols at once (uvicorn, ``server.py`` and ``app.py``), and both again over gRPC on ports of their own
+(``grpc_server.py``):
 
 * the ONNX Runtime Server API (``GET /``, ``POST /v1/models/{name}[/versions/{n}]:predict``,
   ``POST /score``; PredictRequest/PredictResponse as binary protobuf or JSON), which the onnx tutorials'

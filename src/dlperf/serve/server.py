@@ -19,6 +19,7 @@ listen backlog of 2048 so a burst of connections queues instead of being reset, 
 """
 from __future__ import annotations
 
+import logging
 import socket
 import threading
 import time
@@ -146,6 +147,9 @@ class InferenceServer:
             timeout_keep_alive=server_limits.keep_alive, timeout_graceful_shutdown=server_limits.drain_timeout,
         )
         self._server = _Server(config, self.app, server_limits.lame_duck)
+        # uvicorn's httptools protocol logs every request whenever its access logger has a handler anywhere up the
+        # tree (the root's, here), whatever access_log says: a log line per request is not what a server should cost
+        logging.getLogger("uvicorn.access").disabled = True
         self._stopped = threading.Event()
 
     @property
