@@ -106,7 +106,7 @@ def write_repository(root: Path, models: dict[str, dict[int, bytes]], configs: d
 
 @contextlib.contextmanager
 def running_server(root: Path, default_model: str | None = None, exit_on_error: bool = True,
-                   limits: Limits | None = None, server_limits: ServerLimits = ServerLimits(),
+                   limits: Limits = Limits(), server_limits: ServerLimits = ServerLimits(),
                    **options) -> Iterator[InferenceServer]:
     """An in-process server on 127.0.0.1 at an ephemeral port, serving from a thread."""
     repository = ModelRepository(root, ServingOptions(**options), default_model, exit_on_error=exit_on_error)

@@ -119,7 +119,7 @@ def _port(text: str) -> int | None:
 
 def _limits(args: argparse.Namespace) -> Limits:
     return Limits(max_body_bytes=args.max_body_bytes, max_json_bytes=args.max_json_bytes,
-                  inflight_bytes=max(args.inflight_bytes, args.max_body_bytes), body_timeout=args.body_timeout)
+                  inflight_bytes=args.inflight_bytes, body_timeout=args.body_timeout)
 
 
 if __name__ == "__main__":

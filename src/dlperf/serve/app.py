@@ -201,7 +201,7 @@ class InferenceApp:
 
     async def _heavy(self, request: Request, receive, action: str, params: dict[str, str]) -> Reply:
         size = self._declared_length(request.headers)
-        cost = min(self._cost(request, action, size), self.limits.inflight_bytes)
+        cost = min(self._cost(request, action, size), self.limits.inflight_bytes)   # past the budget: admitted alone
         if self._budget is None:
             self._budget = ByteBudget(self.limits.inflight_bytes)
         await self._budget.acquire(cost, self.limits.admission_timeout)

@@ -130,10 +130,7 @@ class InferenceServer:
     ``shutdown`` (from another thread) or a signal (from the main thread)."""
 
     def __init__(self, repository: ModelRepository, host: str = "127.0.0.1", port: int = 0,
-                 max_body_bytes: int = MAX_BODY_BYTES, limits: Limits | None = None,
-                 server_limits: ServerLimits = ServerLimits()):
-        limits = limits or Limits(max_body_bytes=max_body_bytes,
-                                  inflight_bytes=max(Limits.inflight_bytes, max_body_bytes))
+                 limits: Limits = Limits(), server_limits: ServerLimits = ServerLimits()):
         self.repository = repository
         self.app = InferenceApp(repository, limits)
         self.socket = socket.create_server((host, port), backlog=server_limits.backlog,
