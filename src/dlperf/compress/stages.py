@@ -1,8 +1,9 @@
 """Deep Compression's stages as the workflow runs them: each stage's file written, read back into a fresh model, and
 its accuracy measured on the decoded model (so the number reported is the file's), beside the in-memory model's.
 
-A stage's record (``results/compress/deep/<stage>.json``, with the job's provenance) holds ``size_bytes`` (the file, by ``os.stat``),
-``dense_bytes`` (the dense FP32 checkpoint, ``dense.pt``: the state dict, as ``torch.save`` writes it),
+A stage's record (``results/compress/deep/<stage>.json``, with the job's provenance) holds ``size_bytes`` (the
+file, by ``os.stat``), ``dense_bytes`` (the dense FP32 checkpoint, ``dense.pt``: the state dict, as ``torch.save``
+writes it),
 ``ratio`` (their quotient: the R measured on disk) and ``top1`` (the decoded model's). The accuracy of the decoded
 model must equal the in-memory model's exactly: a codec that changed one weight fails the job.
 """
@@ -19,9 +20,8 @@ from torch import nn
 from dlperf.atomic import atomic_write
 from dlperf.compress import codec
 from dlperf.compress.deep import plain_state, share_layers
+from dlperf.compress.codec import STAGES
 from dlperf.compress.evaluation import load_classifier
-
-STAGES = ("pruned", "shared", "huffman")
 
 
 def write_dense(model: nn.Module, path: str | os.PathLike) -> int:
