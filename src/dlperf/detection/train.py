@@ -28,7 +28,6 @@ from typing import Sequence
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from dlperf.atomic import atomic_write, write_json
 from dlperf.detection.box_utils import MatchPrior
@@ -36,6 +35,7 @@ from dlperf.detection.loss import MultiboxLoss
 from dlperf.detection.transforms import TrainAugmentation
 from dlperf.models.mobilenet_ssd import SSD
 from dlperf.train.engine import STEP_COLUMNS, NonFiniteLossError, load_resume_state
+from dlperf.train.progress import epoch_line, step_bar
 
 EPOCH_COLUMNS = ("epoch", "lr", "train_loss", "regression_loss", "classification_loss", "images_per_s",
                  "epoch_seconds", "wall_seconds")
@@ -172,6 +172,7 @@ def train_ssd(model: SSD, dataset, cfg: SSDTrainConfig, *, device: torch.device,
         start_epoch, step_rows, epoch_rows, elapsed = state["epoch"], state["steps"], state["epochs"], state["elapsed"]
         print(f"[{run_name}] resuming from epoch {start_epoch} ({last})", file=log, flush=True)
 
+    recorded, run_t0 = elapsed, time.perf_counter()   # time before a resume; this process's start
     for epoch in range(start_epoch, cfg.epochs):
         factor = schedule_factor(cfg.scheduler, epoch)
         for group, base in zip(optimizer.param_groups, base_lrs):
@@ -180,9 +181,8 @@ def train_ssd(model: SSD, dataset, cfg: SSDTrainConfig, *, device: torch.device,
         sums = np.zeros(3)
         t0 = time.perf_counter()
         batches = data.batches(cfg.batch_size, epoch)
-        for i, (images, locations, labels) in enumerate(tqdm(
-                batches, total=steps_per_epoch, desc=f"{run_name} epoch {epoch + 1}", file=log, mininterval=10,
-                ascii=True, leave=False)):
+        for i, (images, locations, labels) in enumerate(step_bar(batches, steps_per_epoch,
+                                                                 f"{run_name} epoch {epoch + 1}", log)):
             images, locations, labels = images.to(device), locations.to(device), labels.to(device)
             confidence, predicted = model(images)
             regression_loss, classification_loss = criterion(confidence, predicted, labels, locations)
@@ -205,8 +205,9 @@ def train_ssd(model: SSD, dataset, cfg: SSDTrainConfig, *, device: torch.device,
                "classification_loss": means[2], "images_per_s": len(data) / seconds, "epoch_seconds": seconds,
                "wall_seconds": elapsed}
         epoch_rows.append(row)
-        print(f"[{run_name}] epoch {epoch + 1}/{cfg.epochs} " +
-              " ".join(f"{k}={v:.4g}" for k, v in row.items() if k != "epoch"), file=log, flush=True)
+        wall = time.perf_counter() - run_t0
+        print(epoch_line(run_name, epoch + 1, cfg.epochs, row["train_loss"], None, row["images_per_s"],
+                         recorded + wall, timed=(wall, epoch + 1 - start_epoch)), file=log, flush=True)
         _save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "rng_cpu": torch.get_rng_state(),
                "epoch": epoch + 1, "steps": step_rows, "epochs": epoch_rows, "elapsed": elapsed,
                "fingerprint": fingerprint}, last)

@@ -24,11 +24,11 @@ from typing import Callable
 
 import torch
 from torch import nn
-from tqdm import tqdm
 
 from dlperf.atomic import atomic_write
 from dlperf.gpus import CUDA_AS_CPU_ENV, claim_gpu
 from dlperf.train.data import Augment, DeviceImages
+from dlperf.train.progress import epoch_line, step_bar
 from dlperf.train.schedule import Schedule
 
 STEP_COLUMNS = ("step", "epoch", "loss", "lr", "seconds")
@@ -214,6 +214,8 @@ def train(model: nn.Module, train_data: DeviceImages, eval_data: dict[str, Devic
             obj.load_state_dict(state["extra"][key])
         print(f"[{run_name}] resuming from epoch {start_epoch} ({last})", file=log, flush=True)
 
+    acc_split = cfg.select_best or next(iter(eval_data), "train")   # the accuracy the progress line shows
+    recorded, run_t0 = elapsed, time.perf_counter()                 # time before a resume; this process's start
     for epoch in range(start_epoch, cfg.epochs):
         model.train()
         losses = torch.zeros(steps_per_epoch, device=device)
@@ -223,8 +225,7 @@ def train(model: nn.Module, train_data: DeviceImages, eval_data: dict[str, Devic
             torch.cuda.synchronize(device)
         t0 = time.perf_counter()
         batches = train_data.batches(cfg.batch_size, shuffle=True, augment=augment, seed=cfg.seed, epoch=epoch)
-        for i, (x, y) in enumerate(tqdm(batches, total=steps_per_epoch, desc=f"{run_name} epoch {epoch + 1}",
-                                        file=log, mininterval=10, ascii=True, leave=False)):
+        for i, (x, y) in enumerate(step_bar(batches, steps_per_epoch, f"{run_name} epoch {epoch + 1}", log)):
             step = epoch * steps_per_epoch + i
             lr = schedule.lr(base_lr, step, steps_per_epoch)
             for group in optimizer.param_groups:
@@ -269,8 +270,10 @@ def train(model: nn.Module, train_data: DeviceImages, eval_data: dict[str, Devic
         if cfg.select_best and (best is None or row[f"{cfg.select_best}_acc"] > best["acc"]):
             best = {"epoch": epoch + 1, "acc": row[f"{cfg.select_best}_acc"],
                     "model": {k: v.detach().clone() for k, v in model.state_dict().items()}}
-        print(f"[{run_name}] epoch {epoch + 1}/{cfg.epochs} " +
-              " ".join(f"{k}={v:.4g}" for k, v in row.items() if k != "epoch"), file=log, flush=True)
+        wall = time.perf_counter() - run_t0   # this process's epochs, evaluation included
+        print(epoch_line(run_name, epoch + 1, cfg.epochs, row["train_loss"], row[f"{acc_split}_acc"], images_per_s,
+                         recorded + wall, timed=(wall, epoch + 1 - start_epoch), acc_label=f"{acc_split} acc"),
+              file=log, flush=True)
         _save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "rng_cpu": torch.get_rng_state(),
                "epoch": epoch + 1, "steps": step_rows, "epochs": epoch_rows, "elapsed": elapsed, "best": best,
                "fingerprint": fingerprint, "extra": {k: obj.state_dict() for k, obj in stateful.items()}},
