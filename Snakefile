@@ -34,3 +34,4 @@ rule all:
     default_target: True
     input:
         rules.report_pdf.output.pdf,
+        UNREPORTED,

@@ -5,6 +5,7 @@ import re
 from pathlib import Path
 
 import dlperf.report.claims as claims_ledger
+from dlperf.bundle.code import code_files
 from dlperf.timing import TIMING_RULES  # threads: MACHINE_CORES, each
 from dlperf.workflow import available_cores
 
@@ -52,6 +53,20 @@ def workflow_source(path):
     """A file of the repository (the report's LaTeX sources) by its absolute path: the working directory, where
     resources/ and results/ live, may be elsewhere (snakemake --directory)."""
     return str(Path(workflow.basedir, path))
+
+
+def render_code(script):
+    """As inputs of a render rule (dlperf.bundle.RENDER_RULES), the code it runs
+    (scripts/<script>.py and every dlperf module it imports), so that an edited plotting function redraws the
+    figures whose code imports it, and no other (Snakemake's modification-time trigger; Snakemake does not compare
+    a script's text)."""
+    return [local(path) for path in code_files(workflow_source(f"scripts/{script}.py"))]
+
+
+def dataset_record(name):
+    """A dataset's provenance record under results/, which data_record copies there: what a render rule reads
+    of a dataset, so that a bundle of the results redraws the report without the dataset."""
+    return f"results/data/{name}.provenance.json"
 
 
 wildcard_constraints:
@@ -233,6 +248,9 @@ def training_runs():
 # ---- Report ---------------------------------------------------------------------------------------------------
 # Each study's last rule, <study>_values, writes results/<study>/values.json: the macros its report section quotes,
 # with every other final result of the study among its inputs. The report gathers these files.
+# Results a study makes that the report omits (the ONNX graph, the model repository): rule all's, beside the report.
+UNREPORTED = []
+
 REPORT_ORDER = ("transfer", "flops", "optimus", "depth", "ssd", "serve", "compress")
 
 

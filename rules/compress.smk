@@ -66,12 +66,6 @@ rule compress_pruning:
     output:
         csv="results/compress/pruning.csv",
         layers="results/compress/pruning_layers.csv",
-        figure=report(
-            "results/compress/figures/accuracy_sparsity.pdf",
-            caption="../report/captions/compress_accuracy_sparsity.rst",
-            category="Compression",
-        ),
-        png="results/compress/figures/accuracy_sparsity.png",
         provenance="results/compress/pruning.provenance.json",
     log:
         "logs/compress/pruning.log",
@@ -82,12 +76,40 @@ rule compress_pruning:
     threads: MACHINE_CORES  # a timing job (TIMING_RULES): nothing runs beside it
     params:
         measure_threads=config["threads"],
-        scale=config["scale"],  # the figures' fidelity
         arch=COMPRESS["arch"],
         width=optimus_plan.imagenet_width(OPTIMUS, COMPRESS["arch"]),
         latency={**COMPRESS["latency"], "batch_sizes": COMPRESS["latency"]["batch_sizes"][:1]},  # timed at the first
     script:
         "../scripts/compress_pruning.py"
+
+
+# A render rule (dlperf.bundle): accuracy and latency against sparsity, from compress_pruning's CSV.
+rule compress_pruning_figure:
+    input:
+        csv=rules.compress_pruning.output.csv,
+        provenance=[
+            rules.compress_pruning.output.provenance,
+            f"{COMPRESS_DENSE}/provenance.json",
+            *(f"{run}/provenance.json" for run in compress_plan.prune_runs(COMPRESS)),
+        ],
+        code=render_code("compress_pruning_figure"),
+    output:
+        figure=report(
+            "results/compress/figures/accuracy_sparsity.pdf",
+            caption="../report/captions/compress_accuracy_sparsity.rst",
+            category="Compression",
+        ),
+        png="results/compress/figures/accuracy_sparsity.png",
+    log:
+        "logs/compress/pruning_figure.log",
+    benchmark:
+        "benchmarks/compress/pruning_figure.tsv"
+    conda:
+        CONDA_ENV
+    params:
+        scale=config["scale"],  # the figures' fidelity
+    script:
+        "../scripts/compress_pruning_figure.py"
 
 
 rule compress_quantize:
@@ -253,6 +275,7 @@ rule compress_summary:
         qat=rules.compress_qat_compare.output.csv,
         qat_latency=rules.compress_qat_compare.output.latency,
         # the SSD's rows, when compress.quantize.ssd
+        code=render_code("compress_summary"),
     output:
         csv="results/compress/summary.csv",
         table=report(
@@ -305,11 +328,12 @@ rule compress_values:
             *(f"{run}/provenance.json" for run in compress_plan.qat_runs(COMPRESS)),
         ],
         includes=[
-            rules.compress_pruning.output.figure,
+            rules.compress_pruning_figure.output.figure,
             rules.compress_summary.output.figure,
             rules.compress_summary.output.table,
             rules.compress_deep_stages.output.table,
         ],
+        code=render_code("compress_values"),
     output:
         values="results/compress/values.json",
     log:

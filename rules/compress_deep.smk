@@ -99,6 +99,7 @@ rule compress_deep_stages:
     input:
         stages=[f"{COMPRESS_DEEP}/{stage}.json" for stage in ("pruned", "shared", "huffman")],
         formula=rules.compress_deep_huffman.output.formula,
+        code=render_code("compress_deep_stages"),
     output:
         csv=f"{COMPRESS_DEEP}/stages.csv",
         table=report(

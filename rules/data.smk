@@ -53,3 +53,18 @@ rule data_prepare_imagefolder:
         entry=preparation_params,
     script:
         "../scripts/data_prepare_imagefolder.py"
+
+
+# A dataset's provenance record (its source, counts, checksums) copied under results/: the figures, tables and macros
+# read it there, so that they can be redrawn from a bundle of results/ without the dataset (dlperf.bundle).
+rule data_record:
+    input:
+        "resources/data/{name}",
+    output:
+        "results/data/{name}.provenance.json",
+    log:
+        "logs/data/record_{name}.log",
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/data_record.py"

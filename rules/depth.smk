@@ -52,6 +52,7 @@ rule depth_summary:
         metrics=[f"{run}/metrics.json" for run in depth_plan.runs(DEPTH)],
         epochs=[f"{run}/epochs.csv" for run in depth_plan.runs(DEPTH)],
         provenance=[f"{run}/provenance.json" for run in depth_plan.runs(DEPTH)],
+        code=render_code("depth_summary"),
     output:
         csv="results/depth/summary.csv",
         table=report(
@@ -82,6 +83,7 @@ rule depth_grad_flow:
     input:
         grad_flow=[f"{run}/grad_flow.csv" for run in depth_plan.runs(DEPTH)],
         provenance=[f"{run}/provenance.json" for run in depth_plan.runs(DEPTH)],
+        code=render_code("depth_grad_flow"),
     output:
         csv="results/depth/grad_flow.csv",
         ratios="results/depth/grad_ratio.csv",
@@ -109,13 +111,14 @@ rule depth_values:
         summary=rules.depth_summary.output.csv,
         grad_ratio=rules.depth_grad_flow.output.ratios,
         runs=[f"{run}/provenance.json" for run in depth_plan.runs(DEPTH)],
-        dataset="resources/data/cifar100",
-        provenance=[*(f"{run}/provenance.json" for run in depth_plan.runs(DEPTH)), "resources/data/cifar100"],
+        dataset=dataset_record("cifar100"),
+        provenance=[*(f"{run}/provenance.json" for run in depth_plan.runs(DEPTH)), dataset_record("cifar100")],
         includes=[
             rules.depth_summary.output.table,
             rules.depth_summary.output.figure,
             rules.depth_grad_flow.output.figure,
         ],
+        code=render_code("depth_values"),
     output:
         values="results/depth/values.json",
     log:

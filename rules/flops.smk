@@ -3,6 +3,8 @@
 
 
 rule flops_layers:
+    input:
+        code=render_code("flops_layers"),
     output:
         csv="results/flops/{model}_layers.csv",
         table="results/flops/{model}_layers.tex",
@@ -25,6 +27,7 @@ rule flops_layers:
 rule flops_summary:
     input:
         layers=expand("results/flops/{model}_layers.csv", model=config["flops"]["models"]),
+        code=render_code("flops_summary"),
     output:
         csv="results/flops/summary.csv",
         table=report(
@@ -44,6 +47,8 @@ rule flops_summary:
 
 
 rule flops_census:
+    input:
+        code=render_code("flops_census"),
     output:
         csv="results/flops/census.csv",
         table=report(
@@ -67,6 +72,7 @@ rule flops_census:
 rule flops_peak_time:
     input:
         summary="results/flops/summary.csv",
+        code=render_code("flops_peak_time"),
     output:
         csv="results/flops/peak_time.csv",
         table=report(
@@ -93,18 +99,6 @@ rule flops_measure:
     output:
         timing="results/flops/layer_timing.csv",
         ppp="results/flops/ppp.csv",
-        table=report(
-            "results/flops/tables/layer_timing.tex",
-            caption="../report/captions/flops_layer_timing.rst",
-            category="FLOPs",
-        ),
-        markdown="results/flops/tables/layer_timing.md",
-        figure=report(
-            "results/flops/figures/ppp.pdf",
-            caption="../report/captions/flops_ppp.rst",
-            category="FLOPs",
-        ),
-        png="results/flops/figures/ppp.png",
         provenance="results/flops/measure.provenance.json",
     log:
         "logs/flops/measure.log",
@@ -119,7 +113,6 @@ rule flops_measure:
         gpu_model=gpu_model(config["flops"]["measure"]["device"]),
     params:
         measure_threads=config["threads"],
-        scale=config["scale"],  # the figures' fidelity
         measure=drop(config["flops"]["measure"], "device"),  # the device is the peak input's and accelerator
         flop_per_mac=config["flops"]["flop_per_mac"],
         accelerator=device_accelerator(config["flops"]["measure"]["device"]),
@@ -127,11 +120,45 @@ rule flops_measure:
         "../scripts/flops_measure.py"
 
 
+# What flops_measure timed, drawn: a render rule (dlperf.bundle), so a bundle of a finished run redraws it.
+rule flops_ppp_figure:
+    input:
+        timing=rules.flops_measure.output.timing,
+        ppp=rules.flops_measure.output.ppp,
+        provenance=rules.flops_measure.output.provenance,
+        peak=peak_of(config["flops"]["measure"]["device"]),
+        code=render_code("flops_ppp_figure"),
+    output:
+        table=report(
+            "results/flops/tables/layer_timing.tex",
+            caption="../report/captions/flops_layer_timing.rst",
+            category="FLOPs",
+        ),
+        markdown="results/flops/tables/layer_timing.md",
+        figure=report(
+            "results/flops/figures/ppp.pdf",
+            caption="../report/captions/flops_ppp.rst",
+            category="FLOPs",
+        ),
+        png="results/flops/figures/ppp.png",
+    log:
+        "logs/flops/ppp_figure.log",
+    benchmark:
+        "benchmarks/flops/ppp_figure.tsv"
+    conda:
+        CONDA_ENV
+    params:
+        scale=config["scale"],  # the figures' fidelity
+    script:
+        "../scripts/flops_ppp_figure.py"
+
+
 rule flops_training_ppp:
     input:
         # functions: the studies that train are included after this one
         epochs=lambda wildcards: [f"{run}/epochs.csv" for _, run in training_runs()],
         provenance=lambda wildcards: [f"{run}/provenance.json" for _, run in training_runs()],
+        code=render_code("flops_training_ppp"),
     output:
         csv="results/flops/training_ppp.csv",
         table=report(
@@ -168,10 +195,11 @@ rule flops_values:
             rules.flops_census.output.table,
             *expand("results/flops/{model}_layers.tex", model=config["flops"]["models"]),
             rules.flops_peak_time.output.table,
-            rules.flops_measure.output.table,
-            rules.flops_measure.output.figure,
+            rules.flops_ppp_figure.output.table,
+            rules.flops_ppp_figure.output.figure,
             rules.flops_training_ppp.output.table,
         ],
+        code=render_code("flops_values"),
     output:
         values="results/flops/values.json",
     log:

@@ -44,6 +44,7 @@ rule optimus_train:
 rule optimus_learning_curves:
     input:
         epochs=optimus_plan.files(OPTIMUS, "epochs.csv"),
+        code=render_code("optimus_learning_curves"),
     output:
         figure=report(
             "results/optimus/figures/learning_curves.pdf",
@@ -73,6 +74,7 @@ rule optimus_learning_curves:
 rule optimus_loss_fits:
     input:
         steps=optimus_plan.files(OPTIMUS, "steps.csv"),
+        code=render_code("optimus_loss_fits"),
     output:
         csv="results/optimus/loss_fits.csv",
         figure=report(
@@ -107,6 +109,7 @@ rule optimus_prediction:
         train_epochs=optimus_plan.files(OPTIMUS, "epochs.csv", OPTIMUS["archs"]),
         target_steps=optimus_plan.target_files(OPTIMUS, "steps.csv"),
         target_epochs=optimus_plan.target_files(OPTIMUS, "epochs.csv"),
+        code=render_code("optimus_prediction"),
     output:
         regression="results/optimus/beta_regression.csv",
         prediction="results/optimus/resnet50_prediction.csv",
@@ -141,6 +144,7 @@ rule optimus_time_to_accuracy:
     input:
         error="results/optimus/prediction_error.csv",
         target_epochs=optimus_plan.target_files(OPTIMUS, "epochs.csv")[0],
+        code=render_code("optimus_time_to_accuracy"),
     output:
         csv="results/optimus/time_to_accuracy.csv",
         theta="results/optimus/theta.json",
@@ -177,17 +181,13 @@ rule optimus_values:
         time_to_accuracy=rules.optimus_time_to_accuracy.output.csv,
         theta=rules.optimus_time_to_accuracy.output.theta,
         runs=optimus_plan.files(OPTIMUS, "provenance.json"),
-        dataset="resources/data/cifar10",
+        dataset=dataset_record("cifar10"),
         fitting=rules.optimus_loss_fits.output.provenance,
         prediction=rules.optimus_prediction.output.provenance,
         speed=rules.optimus_time_to_accuracy.output.provenance,
-        provenance=[
-            *optimus_plan.files(OPTIMUS, "provenance.json"),
-            rules.optimus_loss_fits.output.provenance,
-            rules.optimus_prediction.output.provenance,
-            rules.optimus_time_to_accuracy.output.provenance,
-            "resources/data/cifar10",
-        ],
+        # the measurements' records: the fits' own (above) say where they were computed, which a redraw from a
+        # bundle (dlperf.bundle) changes, and the report's commit, devices and date are those of the results
+        provenance=[*optimus_plan.files(OPTIMUS, "provenance.json"), dataset_record("cifar10")],
         includes=[
             rules.optimus_learning_curves.output.figure,
             rules.optimus_learning_curves.output.table,
@@ -197,6 +197,7 @@ rule optimus_values:
             *rules.optimus_prediction.output.figures,
             rules.optimus_time_to_accuracy.output.figure,
         ],
+        code=render_code("optimus_values"),
     output:
         values="results/optimus/values.json",
     log:

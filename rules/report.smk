@@ -11,6 +11,7 @@
 rule report_claims:
     input:
         results=claim_inputs(),
+        code=render_code("report_claims"),
     output:
         csv="results/report/claims.csv",
         table="results/report/tables/claims.tex",
@@ -34,6 +35,7 @@ rule report_claims:
 rule report_figures:
     input:
         figures=[path for path in report_includes() if Path(path).suffix in (".pdf", ".png")],
+        code=render_code("report_figures"),
     output:
         fidelity="results/report/figures.tex",
     log:
@@ -53,6 +55,7 @@ rule report_values:
             rules.report_claims.output.values,
             *[getattr(rules, f"{study}_values").output.values for study in reported_studies()],
         ],
+        code=render_code("report_values"),
     output:
         values="results/report/values.tex",
         sections="results/report/sections.tex",
@@ -82,6 +85,7 @@ rule report_pdf:
         # study's values rule lists; each path once
         includes=report_includes(),
         fidelity=rules.report_figures.output.fidelity,
+        code=render_code("report_pdf"),
     output:
         pdf=report("results/report/report.pdf", category="Report"),
     log:

@@ -125,10 +125,6 @@ rule ssd_eval_voc:
     output:
         ap="results/ssd/voc/ap.csv",
         provenance="results/ssd/voc/provenance.json",
-        table=report("results/ssd/tables/voc_ap.tex", caption="../report/captions/ssd_voc_ap.rst", category="SSD"),
-        markdown="results/ssd/tables/voc_ap.md",
-        figure=report("results/ssd/figures/voc_ap.pdf", caption="../report/captions/ssd_voc_ap.rst", category="SSD"),
-        png="results/ssd/figures/voc_ap.png",
     log:
         "logs/ssd/eval_voc.log",
     benchmark:
@@ -141,12 +137,34 @@ rule ssd_eval_voc:
         slurm_partition=slurm_partition(SSD_DEVICE),
         gpu_model=gpu_model(SSD_DEVICE),
     params:
-        scale=config["scale"],  # the figures' fidelity
         model=SSD["model"],
         eval=SSD["eval"],
         accelerator=device_accelerator(SSD_DEVICE),
     script:
         "../scripts/ssd_eval_voc.py"
+
+
+# A render rule (dlperf.bundle): the VOC evaluation's table and figure, from its CSV.
+rule ssd_voc_ap_figure:
+    input:
+        ap=rules.ssd_eval_voc.output.ap,
+        provenance=rules.ssd_eval_voc.output.provenance,
+        code=render_code("ssd_voc_ap_figure"),
+    output:
+        table=report("results/ssd/tables/voc_ap.tex", caption="../report/captions/ssd_voc_ap.rst", category="SSD"),
+        markdown="results/ssd/tables/voc_ap.md",
+        figure=report("results/ssd/figures/voc_ap.pdf", caption="../report/captions/ssd_voc_ap.rst", category="SSD"),
+        png="results/ssd/figures/voc_ap.png",
+    log:
+        "logs/ssd/voc_ap_figure.log",
+    benchmark:
+        "benchmarks/ssd/voc_ap_figure.tsv"
+    conda:
+        CONDA_ENV
+    params:
+        scale=config["scale"],  # the figures' fidelity
+    script:
+        "../scripts/ssd_voc_ap_figure.py"
 
 
 rule ssd_finetune:
@@ -194,6 +212,33 @@ rule ssd_eval_openimages:
         before="results/ssd/openimages/ap_before.csv",
         after="results/ssd/openimages/ap_after.csv",
         provenance="results/ssd/openimages/provenance.json",
+    log:
+        "logs/ssd/eval_openimages.log",
+    benchmark:
+        "benchmarks/ssd/eval_openimages.tsv"
+    conda:
+        CONDA_ENV
+    threads: config["threads"]
+    resources:
+        gpu=gpu_count(SSD_DEVICE),
+        slurm_partition=slurm_partition(SSD_DEVICE),
+        gpu_model=gpu_model(SSD_DEVICE),
+    params:
+        model=SSD["model"],
+        eval=SSD["eval"],
+        accelerator=device_accelerator(SSD_DEVICE),
+    script:
+        "../scripts/ssd_eval_openimages.py"
+
+
+# A render rule (dlperf.bundle): the Open Images evaluation's table and figure, from its CSVs.
+rule ssd_openimages_ap_figure:
+    input:
+        before=rules.ssd_eval_openimages.output.before,
+        after=rules.ssd_eval_openimages.output.after,
+        provenance=rules.ssd_eval_openimages.output.provenance,
+        code=render_code("ssd_openimages_ap_figure"),
+    output:
         table=report(
             "results/ssd/tables/openimages_ap.tex",
             caption="../report/captions/ssd_openimages_ap.rst",
@@ -207,23 +252,15 @@ rule ssd_eval_openimages:
         ),
         png="results/ssd/figures/openimages_ap.png",
     log:
-        "logs/ssd/eval_openimages.log",
+        "logs/ssd/openimages_ap_figure.log",
     benchmark:
-        "benchmarks/ssd/eval_openimages.tsv"
+        "benchmarks/ssd/openimages_ap_figure.tsv"
     conda:
         CONDA_ENV
-    threads: config["threads"]
-    resources:
-        gpu=gpu_count(SSD_DEVICE),
-        slurm_partition=slurm_partition(SSD_DEVICE),
-        gpu_model=gpu_model(SSD_DEVICE),
     params:
         scale=config["scale"],  # the figures' fidelity
-        model=SSD["model"],
-        eval=SSD["eval"],
-        accelerator=device_accelerator(SSD_DEVICE),
     script:
-        "../scripts/ssd_eval_openimages.py"
+        "../scripts/ssd_openimages_ap_figure.py"
 
 
 rule ssd_values:
@@ -240,11 +277,12 @@ rule ssd_values:
             rules.ssd_eval_openimages.output.provenance,
         ],
         includes=[
-            rules.ssd_eval_voc.output.table,
-            rules.ssd_eval_voc.output.figure,
-            rules.ssd_eval_openimages.output.table,
-            rules.ssd_eval_openimages.output.figure,
+            rules.ssd_voc_ap_figure.output.table,
+            rules.ssd_voc_ap_figure.output.figure,
+            rules.ssd_openimages_ap_figure.output.table,
+            rules.ssd_openimages_ap_figure.output.figure,
         ],
+        code=render_code("ssd_values"),
     output:
         values="results/ssd/values.json",
     log:

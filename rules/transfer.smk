@@ -18,18 +18,7 @@ rule transfer_describe:
         data=TRANSFER_DATA,
     output:
         classes="results/transfer/dataset/classes.csv",
-        distribution=report(
-            "results/transfer/dataset/class_distribution.pdf",
-            caption="../report/captions/transfer_class_distribution.rst",
-            category="Transfer",
-        ),
-        distribution_png="results/transfer/dataset/class_distribution.png",
-        samples=report(
-            "results/transfer/dataset/samples.pdf",
-            caption="../report/captions/transfer_samples.rst",
-            category="Transfer",
-        ),
-        samples_png="results/transfer/dataset/samples.png",
+        samples="results/transfer/dataset/samples.npz",
     log:
         "logs/transfer/describe.log",
     benchmark:
@@ -37,7 +26,6 @@ rule transfer_describe:
     conda:
         CONDA_ENV
     params:
-        scale=config["scale"],  # the figures' fidelity
         image_size=TRANSFER["image_size"],
     script:
         "../scripts/transfer_describe.py"
@@ -203,12 +191,6 @@ rule transfer_timing:
         weights=plan.weights(TRANSFER, TRANSFER["backbone"]),
     output:
         csv="results/transfer/device_timing.csv",
-        table=report(
-            "results/transfer/tables/device_timing.tex",
-            caption="../report/captions/transfer_device_timing.rst",
-            category="Transfer",
-        ),
-        markdown="results/transfer/tables/device_timing.md",
         provenance="results/transfer/device_timing.provenance.json",
     log:
         "logs/transfer/timing.log",
@@ -242,10 +224,19 @@ rule transfer_summary:
         finetune=[f"{run}/metrics.json" for run in plan.runs(TRANSFER, "finetune")],
         feature=[f"{run}/metrics.json" for run in plan.runs(TRANSFER, "feature")],
         comparison=[f"{run}/metrics.json" for run in plan.comparison_runs(TRANSFER)],
+        # read beside each metrics.json
+        runs=[
+            f"{run}/{name}"
+            for run in plan.runs(TRANSFER, "finetune")
+            + plan.runs(TRANSFER, "feature")
+            + plan.comparison_runs(TRANSFER)
+            for name in ("provenance.json", "epochs.csv")
+        ],
         caches=expand(
             "results/transfer/cache/{backbone}.provenance.json", backbone=TRANSFER["backbone_comparison"]["backbones"]
         ),
         classes=rules.transfer_describe.output.classes,
+        code=render_code("transfer_summary"),
     output:
         summary="results/transfer/summary.csv",
         table=report(
@@ -285,6 +276,9 @@ rule transfer_summary:
         "../scripts/transfer_summary.py"
 
 
+include: "transfer_render.smk"
+
+
 # What the transfer section quotes: a fine-tuning run's provenance, and the in-DAG pretraining run's when the
 # backbone was pretrained here.
 TRANSFER_FINETUNE_PROVENANCE = f"{plan.runs(TRANSFER, 'finetune')[0]}/provenance.json"
@@ -299,21 +293,26 @@ rule transfer_values:
     input:
         **TRANSFER_PRETRAIN_PROVENANCE,
         finetune=TRANSFER_FINETUNE_PROVENANCE,
-        provenance=[TRANSFER_FINETUNE_PROVENANCE, rules.transfer_timing.output.provenance, TRANSFER_DATA],
+        provenance=[
+            TRANSFER_FINETUNE_PROVENANCE,
+            rules.transfer_timing.output.provenance,
+            dataset_record(TRANSFER["dataset"]),
+        ],
         classes=rules.transfer_describe.output.classes,
         summary=rules.transfer_summary.output.summary,
         backbones=rules.transfer_summary.output.backbones,
         timing=rules.transfer_timing.output.csv,
-        dataset=TRANSFER_DATA,
+        dataset=dataset_record(TRANSFER["dataset"]),
         includes=[
-            rules.transfer_describe.output.distribution,
-            rules.transfer_describe.output.samples,
+            rules.transfer_render_dataset.output.distribution,
+            rules.transfer_render_dataset.output.samples,
             rules.transfer_summary.output.table,
             rules.transfer_summary.output.finetune_curves,
             rules.transfer_summary.output.feature_curves,
             rules.transfer_summary.output.backbones_table,
-            rules.transfer_timing.output.table,
+            rules.transfer_render_timing.output.table,
         ],
+        code=render_code("transfer_values"),
     output:
         values="results/transfer/values.json",
     log:

@@ -1,4 +1,5 @@
-"""Accuracy and latency against sparsity over every pruning run (rule: compress_pruning).
+"""Accuracy and latency against sparsity over every pruning run (rule: compress_pruning;
+rule compress_pruning_figure draws them).
 
 The latencies are measured here, in one timing job that runs alone: the dense model and every pruned one, in turns
 (dlperf.timing.time_in_turns). A pruned model keeps its zeros in dense tensors, so it does the dense model's work."""
@@ -9,10 +10,7 @@ import pandas as pd
 
 from dlperf.atomic import write_csv
 from dlperf.compress.evaluation import load_classifier, paired_eager_latency
-from dlperf.compress.summary import accuracy_sparsity_figure
 from dlperf.provenance import Provenance
-from dlperf.report.fidelity import of_job, provenance_files
-from dlperf.report.style import save_figure
 from dlperf.timing import TimedAlone
 from dlperf.workflow import script_logging
 
@@ -35,7 +33,5 @@ with script_logging(snakemake.log[0]):
     write_csv(snakemake.output.layers, layers)
     prov = Provenance({"compress": {"arch": p.arch, "latency": p.latency}, "threads": timed.threads})
     prov.record["timing"] = timed.record()
-    trained = [json.loads(path.read_text()) for path in provenance_files(inp)]
-    save_figure(accuracy_sparsity_figure(pruning), snakemake.output.figure, of_job(snakemake, *trained, prov.record))
     prov.write(snakemake.output.provenance, latency_ms={k: 1e3 * v.median_s for k, v in latency.items()})
     print(pruning.to_string(index=False))

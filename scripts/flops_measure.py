@@ -1,4 +1,5 @@
-"""Whole-forward vs per-layer time and percent of peak on the present device (rule: flops_measure)."""
+"""Whole-forward vs per-layer time and percent of peak on the present device (rule: flops_measure; rule
+flops_ppp_figure draws them)."""
 import json
 from pathlib import Path
 
@@ -7,10 +8,6 @@ import pandas as pd
 from dlperf.atomic import write_csv
 from dlperf.flops.study import measure
 from dlperf.provenance import Provenance
-from dlperf.report import figures
-from dlperf.report.fidelity import of_job
-from dlperf.report.style import save_figure
-from dlperf.report.tables import write_table
 from dlperf.train.engine import select_device
 from dlperf.timing import TimedAlone
 from dlperf.workflow import script_logging
@@ -32,11 +29,5 @@ with script_logging(snakemake.log[0]):
     write_csv(snakemake.output.timing, df[["model", "batch", "image_size", "gflops", "forward_ms", "forward_p10_ms",
                                            "forward_p90_ms", "layer_sum_ms", "n_layers"]])
     write_csv(snakemake.output.ppp, df[["model", "batch", "gflops", "achieved_tflops", "peak_tflops", "ppp"]])
-    shown = df[["model", "batch", "forward_ms", "layer_sum_ms", "achieved_tflops", "ppp"]].assign(
-        ppp=100 * df.ppp).rename(columns={"ppp": "PPP (%)"})
-    write_table(shown, snakemake.output.table, formats={"forward_ms": ".2f", "layer_sum_ms": ".2f",
-                                                        "achieved_tflops": ".3f", "PPP (%)": ".1f"})
     prov.record["timing"] = timed.record()
-    fidelity = of_job(snakemake, prov.record)
-    save_figure(figures.percent_of_peak(df, peak["device_name"]), snakemake.output.figure, fidelity)
     prov.write(snakemake.output.provenance, results=rows)

@@ -14,7 +14,7 @@ from dlperf.workflow import script_logging
 
 with script_logging(snakemake.log[0]):
     fit_cfg = snakemake.params.fit
-    prov = Provenance({"optimus": {"fit": fit_cfg}})
+    prov = Provenance({"optimus": {"fit": fit_cfg}}, derived=True)
     steps = {Path(p).parent.name: pd.read_csv(p) for p in snakemake.input.steps}
     fits = fit_runs(steps, fit_cfg["bins_per_epoch"], fit_cfg["weighting"])
     write_csv(snakemake.output.csv, fits)

@@ -16,7 +16,8 @@ from dlperf.workflow import script_logging
 with script_logging(snakemake.log[0]):
     p = snakemake.params
     prov = Provenance({"optimus": {"target_arch": p.target_arch, "target_accuracy": p.target_accuracy,
-                                   "regression_form": p.form, "fit": {"bins_per_epoch": p.bins_per_epoch}}})
+                                   "regression_form": p.form, "fit": {"bins_per_epoch": p.bins_per_epoch}}},
+                      derived=True)   # a fit: computed from the runs' results, not measured
     fits = pd.read_csv(snakemake.input.fits)
     fits = fits[fits.arch != p.target_arch]
     models, table = regress_betas(fits, p.form)

@@ -16,7 +16,7 @@ from dlperf.workflow import script_logging
 with script_logging(snakemake.log[0]):
     p = snakemake.params
     cfg = p.speed
-    prov = Provenance({"optimus": {"speed_model": cfg, "target_arch": p.target_arch}})
+    prov = Provenance({"optimus": {"speed_model": cfg, "target_arch": p.target_arch}}, derived=True)
     errors = pd.read_csv(snakemake.input.error)
     row = errors[errors.device == cfg["device"]].iloc[0]
     epochs = float(row.predicted_epochs_to_target)

@@ -15,7 +15,6 @@ import numpy as np
 from dlperf.atomic import write_csv
 from dlperf.export.detector import load_detector
 from dlperf.provenance import Provenance
-from dlperf.report.tables import write_table
 from dlperf.serve.bench import (BATCHING_GOAL, ORT_GOAL, batching_modes, bench_table, compare_batching,
                                 direct_latency, serving_goals)
 from dlperf.timing import TimedAlone
@@ -52,8 +51,6 @@ with script_logging(snakemake.log[0]), open(snakemake.log[0], "a", buffering=1) 
                      "batch_size": 1, "mean_batch": 1.0, **result})
     table = bench_table(rows)
     write_csv(out.csv, table)
-    write_table(table, out.table, formats={"throughput_rps": ".1f", "p50_ms": ".2f", "p99_ms": ".2f",
-                                           "mean_batch": ".2f", "cpu_cores": ".2f", "speedup": ".2f"})
     print(table.to_string(index=False))
     goals, met = serving_goals(table)
     print(f"goals (ORT >= {ORT_GOAL:g}, batching >= {BATCHING_GOAL:g}):", {k: round(v, 2) for k, v in goals.items()})

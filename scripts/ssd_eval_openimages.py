@@ -1,15 +1,13 @@
-"""AP per Open Images class on the test split before and after fine-tuning (rule: ssd_eval_openimages).
+"""AP per Open Images class on the test split before and after fine-tuning (rule: ssd_eval_openimages;
+rule ssd_openimages_ap_figure draws it).
 
 "Before" is the fine-tune's starting point (initial.pt: the VOC body with freshly initialised heads); the VOC
 heads themselves cannot name the new classes."""
 from dlperf.data.openimages import OpenImagesDataset
 from dlperf.data.voc import read_label_file
 from dlperf.detection.evaluate import evaluate_dataset, load_ssd
-from dlperf.detection.study import comparison_bars, comparison_frame, write_ap_csv
+from dlperf.detection.study import comparison_frame, write_ap_csv
 from dlperf.provenance import Provenance
-from dlperf.report.fidelity import of_job
-from dlperf.report.style import save_figure
-from dlperf.report.tables import write_table
 from dlperf.train.engine import select_device
 from dlperf.workflow import limit_threads, script_logging
 
@@ -33,10 +31,6 @@ with script_logging(snakemake.log[0]):
                                   candidate_size=e["candidate_size"])
         frames[stage] = write_ap_csv(result, output)
     comparison = comparison_frame(frames["before"], frames["after"])
-    write_table(comparison, snakemake.output.table, formats={c: ".4f" for c in ("ap_before", "ap_after", "change")},
-                bold_rows={len(comparison) - 1})
-    fidelity = of_job(snakemake, prov.record)
-    save_figure(comparison_bars(comparison), snakemake.output.figure, fidelity)
     prov.write(snakemake.output.provenance, test_images=len(test), missing_images=test.missing_images,
                dropped_boxes=test.dropped_boxes, **{f"map_{k}": float(f.ap.iloc[-1]) for k, f in frames.items()})
     print(comparison.to_string(index=False))

@@ -1,14 +1,12 @@
-"""AP per VOC class of the VOC detector on VOC2007 test, as pytorch-ssd's eval_ssd.py (rule: ssd_eval_voc)."""
+"""AP per VOC class of the VOC detector on VOC2007 test, as pytorch-ssd's eval_ssd.py (rule: ssd_eval_voc;
+rule ssd_voc_ap_figure draws it)."""
 from pathlib import Path
 
 from dlperf.data.download import file_checksum
 from dlperf.data.voc import VOC_DIR, VOCDataset
 from dlperf.detection.evaluate import evaluate_dataset, load_ssd
-from dlperf.detection.study import ap_bars, write_ap_csv
+from dlperf.detection.study import write_ap_csv
 from dlperf.provenance import Provenance
-from dlperf.report.fidelity import of_job
-from dlperf.report.style import save_figure
-from dlperf.report.tables import write_table
 from dlperf.train.engine import select_device
 from dlperf.workflow import limit_threads, script_logging
 
@@ -27,10 +25,6 @@ with script_logging(snakemake.log[0]):
                               prob_threshold=e["prob_threshold"], nms_iou=e["nms_iou"],
                               candidate_size=e["candidate_size"])
     frame = write_ap_csv(result, snakemake.output.ap)
-    write_table(frame.rename(columns={"ap": "AP"}), snakemake.output.table, formats={"AP": ".4f"},
-                bold_rows={len(frame) - 1})
-    fidelity = of_job(snakemake, prov.record)
-    save_figure(ap_bars(frame), snakemake.output.figure, fidelity)
     prov.write(snakemake.output.provenance, mean_ap=result.mean_ap, test_images=len(test),
                num_priors=int(model.priors.shape[0]),
                dropped_boxes=test.dropped_boxes)

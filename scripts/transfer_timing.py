@@ -9,7 +9,6 @@ import torch
 from dlperf.atomic import write_csv
 from dlperf.models.backbones import FeatureClassifier, FrozenFeatures
 from dlperf.provenance import Provenance, device_description
-from dlperf.report.tables import write_table
 from dlperf.train.engine import TrainConfig, seed_everything, train
 from dlperf.train.features import DeviceFeatures, extract_features
 from dlperf.transfer.backbone import backbone_from_file, head_features
@@ -67,9 +66,6 @@ with script_logging(snakemake.log[0]):
                          "speedup_vs_uncached": uncached / seconds})
     df = pd.DataFrame(rows)
     write_csv(snakemake.output.csv, df)
-    write_table(df, snakemake.output.table,
-                formats={"epoch_seconds": ".4f", "images_per_s": ".0f", "one_time_seconds": ".3f",
-                         "speedup_vs_uncached": ".1f"})
     Provenance({"transfer": {"backbone": entry, "image_size": size, "timing": timing, "finetune": finetune_cfg,
                              "feature_extractor": head_cfg}}).write(
         snakemake.output.provenance, images_per_epoch=n, devices_absent=absent, timing=timed.record())

@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 # What a scratch copy of the workflow leaves behind: version control, the environment, every product of a run,
 # and caches.
-IGNORED = shutil.ignore_patterns(".git", ".venv", "results", "resources", ".snakemake", "logs", "benchmarks",
+IGNORED = shutil.ignore_patterns(".git", ".venv", "results", "resources", ".snakemake", "logs", "benchmarks", ".bundle",
                                  "__pycache__", "*.egg-info", ".pytest_cache", ".hypothesis")
 
 # Snakemake options under which it executes no job: it plans (dry run), checks, lists, summarises or renders.

@@ -31,8 +31,8 @@ def test_the_full_config_downloads_data_and_the_published_checkpoint_and_trains_
     assert rc == 0, text
     # two VOC tars, the class descriptions and three box files; the checkpoint; no VOC training
     assert ssd_jobs(text) == {"ssd_download": 6, "ssd_download_weights": 1, "ssd_voc_data": 1,
-                                "ssd_openimages_data": 1, "ssd_eval_voc": 1, "ssd_finetune": 1,
-                                "ssd_eval_openimages": 1, "ssd_values": 1}
+                                "ssd_openimages_data": 1, "ssd_eval_voc": 1, "ssd_voc_ap_figure": 1, "ssd_finetune": 1,
+                                "ssd_eval_openimages": 1, "ssd_openimages_ap_figure": 1, "ssd_values": 1}
     assert "resources/weights/mobilenet-v1-ssd-mp-0_675.pth" in text
     assert "VOCtest_06-Nov-2007.tar" in text and "test-annotations-bbox.csv" in text
 
@@ -50,7 +50,8 @@ def test_the_default_trains_the_voc_detector_in_the_dag(default_plan):
     rc, text = default_plan
     assert rc == 0, text
     assert ssd_jobs(text) == {"ssd_voc_data": 1, "ssd_openimages_data": 1, "ssd_pretrain_voc": 1,
-                                "ssd_eval_voc": 1, "ssd_finetune": 1, "ssd_eval_openimages": 1, "ssd_values": 1}
+                                "ssd_eval_voc": 1, "ssd_voc_ap_figure": 1, "ssd_finetune": 1, "ssd_eval_openimages": 1,
+                                "ssd_openimages_ap_figure": 1, "ssd_values": 1}
 
 
 def test_an_undeclared_ssd_device_label_is_rejected_naming_it(tmp_path):

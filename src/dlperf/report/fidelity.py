@@ -53,8 +53,12 @@ class Fidelity:
 
 
 def from_records(scale: str, records: Iterable[Mapping]) -> Fidelity:
-    """The fidelity of results with these provenance records; none: this process's machine and checkout."""
+    """The fidelity of results with these provenance records; none: this process's machine and checkout.
+
+    A record marked ``derived`` (a fit a render rule computed from other results, dlperf.bundle) says where the
+    computing was done, not the measuring: it counts only when no measurement's record is there."""
     records = list(records)
+    records = [r for r in records if not r.get("derived")] or records
     if not records:
         records = [{**device_description(), "git": git_state(Path(__file__).parent)}]
     devices = unique(_device(r) for r in records)

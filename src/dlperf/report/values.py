@@ -155,7 +155,7 @@ def provenance_values(records: Iterable[Mapping], scale: str) -> dict[str, objec
 
 
 # ---- a study's values.json, and the report's gathering of them ------------------------------------------------
-NOT_ARGUMENTS = ("provenance", "includes")  # inputs of a values rule that are not its function's arguments
+NOT_ARGUMENTS = ("provenance", "includes", "code")  # a values rule's inputs that are not its function's arguments
 
 
 def load_result(path) -> object:
@@ -186,8 +186,9 @@ def write_study_values(snakemake, study: str, function: Callable[..., Mapping[st
     with :func:`load_result`, a list of files as {path: loaded}), and every param as keyword arguments; its macros
     and the rule's ``provenance`` records written to ``output.values`` (see :func:`study_values`).
 
-    The inputs ``provenance`` (provenance.json files or dataset directories) and ``includes`` (files the section
-    includes, dependencies only) are not arguments.
+    The inputs ``provenance`` (provenance.json files or dataset directories), ``includes`` (files the section
+    includes, dependencies only) and ``code`` (the rule's source files, rules/common.smk's render_code) are not
+    arguments.
     """
     with script_logging(snakemake.log[0] if len(snakemake.log) else None):
         inputs = {name: load_result(files) if isinstance(files, str) else {str(f): load_result(f) for f in files}
