@@ -239,3 +239,14 @@ def test_figures_refuses_a_tampered_bundle_naming_the_file(round_trip, tmp_path)
     assert out.returncode == 1
     assert "files/results/data/cifar10.provenance.json does not match its MANIFEST.json" in out.stderr
     assert not (work / "results").exists()   # checked before anything is written
+
+
+def test_with_checkpoints_the_bundle_also_carries_them(round_trip, tmp_path):
+    run, bundle, _, _ = round_trip
+    out = _bundle_cli("pack", "--with-checkpoints", "--output", tmp_path / "full.tar.gz", cwd=run)
+    assert out.returncode == 0, out.stdout + out.stderr
+    plain, full = set(verify(bundle)["files"]), verify(tmp_path / "full.tar.gz")
+    added = set(full["files"]) - plain
+    assert full["checkpoints"] and added and all(n.endswith((".pt", ".onnx", ".dlpf")) for n in added), added
+    assert "results/serve/model_repository/ssd/1/model.onnx" in added or any(n.endswith(".onnx") for n in added)
+    assert not [n for n in added if "/resume/" in n]

@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 from scipy.io import loadmat
 
-from conftest import ROOT
+from conftest import ROOT, job_counts, scratch_copy
+from dlperf.bundle import RENDER_RULES
 from dlperf.data import mirror_files
 
 
@@ -80,3 +81,17 @@ def test_the_full_config_runs_end_to_end_on_the_mirror_at_real_model_sizes(tmp_p
 
     rc, text = rehearse(tmp_path, port, "-n")
     assert rc == 0 and "Nothing to be done" in text, text[-3000:]
+
+    # the run's bundle redraws its report elsewhere with render rules only (dlperf.bundle), the full config's too
+    bundle = tmp_path / "rehearsal.tar.gz"
+    pack = subprocess.run([sys.executable, "-m", "dlperf.bundle", "--directory", str(tmp_path / "work"), "pack",
+                           "--configfile", "config/full.yaml", str(tmp_path / "mirror" / "rehearsal.yaml"),
+                           "--output", str(bundle)], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert pack.returncode == 0, pack.stdout + pack.stderr
+    checkout = scratch_copy(tmp_path / "checkout")
+    plan = subprocess.run([sys.executable, "-m", "dlperf.bundle", "figures", str(bundle), "--dry-run"], cwd=checkout,
+                          capture_output=True, text=True, timeout=600)
+    assert plan.returncode == 0, (plan.stdout + plan.stderr)[-3000:]
+    counts = set(job_counts(plan.stdout)) - {"total"}
+    assert "report_pdf" in counts and counts <= RENDER_RULES, sorted(counts - RENDER_RULES)
+    assert not (checkout / "results/optimus/theta.json").exists()   # a fit: drawn from the runs, not carried

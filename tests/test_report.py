@@ -116,9 +116,13 @@ def test_every_file_the_report_reads_is_an_input_of_report_pdf_and_every_result_
     assert {"results/report/values.tex", "results/optimus/figures/loss_fits.pdf",
             "results/flops/tables/summary.tex"} <= set(results)
     assert {p: summary[p]["rule"] for p in results if p not in summary or summary[p]["rule"] == "-"} == {}
-    # the report's own sources are inputs by their path in the repository (the working directory may be elsewhere)
-    report_inputs = {Path(p).resolve().relative_to(embedded_run.resolve()).as_posix() if Path(p).is_absolute() else p
-                     for p in summary[REPORT]["input-file(s)"].split(",")}
+    # the report's own sources are inputs by their path in the repository (the working directory may be elsewhere);
+    # the dlperf modules the rule's script imports (render_code) by theirs, wherever the package is installed
+    def relative(p):
+        path = Path(p).resolve()
+        return path.relative_to(embedded_run.resolve()).as_posix() if path.is_relative_to(embedded_run.resolve()) \
+            else p
+    report_inputs = {relative(p) if Path(p).is_absolute() else p for p in summary[REPORT]["input-file(s)"].split(",")}
     assert set(read) - report_inputs == set()
 
 
