@@ -16,7 +16,7 @@ from dlperf.bundle.archive import BundleError, figures, pack, verify
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m dlperf.bundle", description=__doc__.split("\n")[0])
     parser.add_argument("--directory", "-d", type=Path, default=Path("."),
-                        help="the working directory of the run (default: here)")
+                        help="the run's working directory, as snakemake --directory (default: here, the workflow's)")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("pack", help="pack the finished run's results")
     p.add_argument("--configfile", nargs="+", default=[], help="the config files the run was made with "

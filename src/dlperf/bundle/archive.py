@@ -47,9 +47,12 @@ class Job:
 
 
 # ---- the render DAG -------------------------------------------------------------------------------------------
-def snakemake_command(configfiles, *args) -> list[str]:
-    """Snakemake restricted to the render rules, on ``configfiles``, targeting the report."""
+def snakemake_command(workdir: Path, configfiles, *args) -> list[str]:
+    """Snakemake, run from the workflow's directory (here), restricted to the render rules, on ``configfiles``,
+    in the working directory ``workdir`` (snakemake --directory), targeting the report."""
     command = [sys.executable, "-m", "snakemake", "--allowed-rules", *sorted(RENDER_RULES)]
+    if Path(workdir).resolve() != Path.cwd().resolve():
+        command += ["--directory", str(workdir)]
     if configfiles:
         command += ["--configfile", *map(str, configfiles)]
     return command + list(args) + ["--", REPORT]
@@ -57,7 +60,7 @@ def snakemake_command(configfiles, *args) -> list[str]:
 
 def render_jobs(workdir: Path, configfiles) -> list[Job]:
     """Every job of the render rules' DAG of the report, from a forced dry run in ``workdir``."""
-    out = subprocess.run(snakemake_command(configfiles, "--dry-run", "--forceall", "--cores", "1"), cwd=workdir,
+    out = subprocess.run(snakemake_command(workdir, configfiles, "--dry-run", "--forceall", "--cores", "1"),
                          capture_output=True, text=True)
     if out.returncode != 0:
         missing = re.findall(r"^\s+(\S+)\s*$", out.stdout + out.stderr, re.M)
@@ -119,14 +122,15 @@ def sha256(path: Path) -> str:
 
 
 def pack(workdir: Path, output: Path, configfiles=(), with_checkpoints: bool = False) -> dict:
-    """Write the bundle of the finished run in ``workdir`` to ``output``; the manifest."""
+    """Write the bundle of the finished run in ``workdir`` to ``output``; the manifest. Run from the workflow's
+    directory; ``configfiles`` are the run's, as Snakemake was given them (default: the embedded default)."""
     workdir = Path(workdir)
-    configfiles = [Path(c) for c in configfiles] or [workdir / "config/config.yaml"]
+    configfiles = [Path(c) for c in configfiles] or [Path("config/config.yaml")]
     for c in configfiles:
-        if not (workdir / c).is_file():
+        if not c.is_file():
             raise BundleError(f"{c}: no such config file")
     files = bundle_files(workdir, configfiles, with_checkpoints)
-    configs = [(f"config/{i:02d}-{Path(c).name}", workdir / c) for i, c in enumerate(configfiles)]
+    configs = [(f"config/{i:02d}-{c.name}", c) for i, c in enumerate(configfiles)]
     manifest = {
         "layout": LAYOUT,
         "made": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
@@ -267,9 +271,9 @@ def figures(bundle: Path, workdir: Path, cores: str = "all", dry_run: bool = Fal
     commits = ", ".join(c[:12] + ("+dirty" if c.endswith("+dirty") else "") for c in manifest["commits"])
     print(f"figures: {len(manifest['files'])} files of a run at commit {commits or 'unknown'} unpacked from "
           f"{bundle}", flush=True)
-    command = snakemake_command([c.relative_to(workdir) for c in configs], "--cores", str(cores),
+    command = snakemake_command(workdir, [c.resolve() for c in configs], "--cores", str(cores),
                                 *(["--dry-run"] if dry_run else []), *snakemake_args)
-    return subprocess.run(command, cwd=workdir).returncode
+    return subprocess.run(command).returncode
 
 
 def _tail(text: str, lines: int = 25) -> str:
