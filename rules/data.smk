@@ -28,6 +28,7 @@ rule data_prepare_cifar:
         "logs/data/prepare_{dataset}.log",
     benchmark:
         "benchmarks/data/prepare_{dataset}.tsv"
+    priority: LONGEST_FIRST["depth"]  # the longest runs' data: a priority does not pass to a job's inputs
     conda:
         CONDA_ENV
     params:

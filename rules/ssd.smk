@@ -56,6 +56,7 @@ rule ssd_voc_data:
         "logs/ssd/voc_data.log",
     benchmark:
         "benchmarks/ssd/voc_data.tsv"
+    priority: LONGEST_FIRST["ssd"]  # the pre-training's data: a priority does not pass to a job's inputs
     conda:
         CONDA_ENV
     threads: 1
