@@ -19,7 +19,7 @@ from torch import nn
 
 from dlperf.atomic import atomic_write
 from dlperf.compress import codec
-from dlperf.compress.deep import plain_state, share_layers
+from dlperf.compress.deep import plain_state, share_layers, shared_layers, shared_weight
 from dlperf.compress.codec import STAGES
 from dlperf.compress.evaluation import load_classifier
 
@@ -58,10 +58,15 @@ def _baked_copy(shared: nn.Module, fresh: Callable[[], nn.Module]) -> nn.Module:
 def shared_model(arch: str, pruned_checkpoint: str | os.PathLike, codes: str | os.PathLike | None, *, width: int,
                  bits: Mapping[str, int], iterations: int) -> nn.Module:
     """The pruned model with its layers shared (:func:`dlperf.compress.deep.share_layers`), and, given the
-    ``codes`` a shared stage saved, its re-trained codebooks, indices, masks and BatchNorm statistics."""
-    model = share_layers(load_classifier(arch, pruned_checkpoint, width=width), bits, iterations)
+    ``codes`` a shared stage saved, its re-trained codebooks, indices, masks and BatchNorm statistics. With
+    ``codes`` no k-means runs: the saved state replaces every codebook and index, so only their shapes are built."""
+    model = share_layers(load_classifier(arch, pruned_checkpoint, width=width), bits,
+                         0 if codes is not None else iterations)
     if codes is not None:
         model.load_state_dict(torch.load(codes, map_location="cpu", weights_only=True))
+        with torch.no_grad():
+            for _, module in shared_layers(model):
+                module.weight = shared_weight(module)   # from the loaded codebook, not the unclustered one
     return model.eval()
 
 
