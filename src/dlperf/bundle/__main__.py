@@ -34,7 +34,6 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.command == "pack":
-            manifest = None
             output = args.output
             if output is None:
                 from dlperf.provenance import git_state

@@ -12,8 +12,8 @@ import gzip
 import hashlib
 import io
 import json
-import os
 import re
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -24,6 +24,7 @@ from pathlib import Path, PurePosixPath
 
 from dlperf.atomic import atomic_write
 from dlperf.bundle import RENDER_RULES, REPORT
+from dlperf.data.download import file_checksum
 from dlperf.provenance import git_state
 
 # The bundle's layout: the manifest's keys, the archive's members, the render rules' inputs. A checkout reads only
@@ -63,11 +64,8 @@ def render_jobs(workdir: Path, configfiles) -> list[Job]:
     out = subprocess.run(snakemake_command(workdir, configfiles, "--dry-run", "--forceall", "--cores", "1"),
                          capture_output=True, text=True)
     if out.returncode != 0:
-        missing = re.findall(r"^\s+(\S+)\s*$", out.stdout + out.stderr, re.M)
-        raise BundleError(f"{workdir}: Snakemake cannot plan the report from the results here (is the run "
-                          f"finished?):\n{_tail(out.stdout + out.stderr)}" if not missing else
-                          f"{workdir}: the run is not finished, or a render rule reads a file no finished run "
-                          f"has:\n{_tail(out.stdout + out.stderr)}")
+        raise BundleError(f"{workdir}: Snakemake cannot plan the report from the results here (is the run finished, "
+                          f"and are these its config files?):\n{_tail(out.stdout + out.stderr)}")
     return parse_dry_run(out.stdout)
 
 
@@ -114,11 +112,7 @@ def bundle_files(workdir: Path, configfiles, with_checkpoints: bool = False) -> 
 
 # ---- packing ----------------------------------------------------------------------------------------------------
 def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return file_checksum(path, "sha256")
 
 
 def pack(workdir: Path, output: Path, configfiles=(), with_checkpoints: bool = False) -> dict:
@@ -214,7 +208,7 @@ def verify(bundle: Path) -> dict:
                 entry = expected.get(member.name)
                 if entry is None or not member.isfile() or not _safe(member.name):
                     raise BundleError(f"{bundle}: {member.name} is not in its {MANIFEST}")
-                digest = hashlib.sha256(tar.extractfile(member).read()).hexdigest()
+                digest = hashlib.file_digest(tar.extractfile(member), "sha256").hexdigest()
                 if digest != entry["sha256"] or member.size != entry["bytes"]:
                     raise BundleError(f"{bundle}: {member.name} does not match its {MANIFEST} "
                                       f"(sha256 {digest[:12]}…, expected {entry['sha256'][:12]}…)")
@@ -242,21 +236,21 @@ def unpack(bundle: Path, workdir: Path, force: bool = False) -> tuple[dict, list
     manifest = verify(bundle)
     entries = {f"files/{name}": (workdir / name, entry) for name, entry in manifest["files"].items()}
     entries |= {name: (workdir / UNPACKED / name, entry) for name, entry in manifest["config"].items()}
+    present = {name for name, (target, entry) in entries.items()
+               if target.is_file() and sha256(target) == entry["sha256"]}
     if not force:
-        for target, entry in entries.values():
-            if target.is_file() and sha256(target) != entry["sha256"]:
+        for name, (target, _) in entries.items():
+            if target.is_file() and name not in present:
                 raise BundleError(f"{target}: differs from {bundle}'s (another run's results are here); move them "
                                   f"away, unpack into an empty checkout, or pass --force to overwrite")
     with tarfile.open(bundle, "r:gz") as tar:
         for member in tar:
-            if member.name not in entries:
+            if member.name not in entries or member.name in present:
                 continue
-            target, entry = entries[member.name]
-            if target.is_file() and sha256(target) == entry["sha256"]:
-                continue
+            target = entries[member.name][0]
             target.parent.mkdir(parents=True, exist_ok=True)
             with atomic_write(target, "wb") as fh:
-                fh.write(tar.extractfile(member).read())
+                shutil.copyfileobj(tar.extractfile(member), fh)
     with atomic_write(workdir / UNPACKED / MANIFEST) as fh:
         json.dump({**manifest, "bundle": str(bundle)}, fh, indent=2)
     configs = [workdir / UNPACKED / name for name in sorted(manifest["config"])]
