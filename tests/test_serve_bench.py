@@ -1,5 +1,6 @@
-"""dlperf.serve.bench: load tests of two servers are taken in turn, in alternating order, and their rounds add up to
-one row as if they were one test."""
+"""dlperf.serve.bench: a load test is timed over a window that starts and ends on an answer, with every client busy;
+load tests of two servers are taken in turn, in alternating order, and their rounds add up to one row as if they
+were one test."""
 from __future__ import annotations
 
 from types import SimpleNamespace
@@ -7,7 +8,7 @@ from types import SimpleNamespace
 import pytest
 
 from dlperf.serve import bench
-from dlperf.serve.bench import LoadSample, interleaved_load_tests, summary
+from dlperf.serve.bench import LoadSample, interleaved_load_tests, steady_window, summary
 
 
 def test_rounds_add_up_as_one_load_test_every_total_over_every_total():
@@ -17,6 +18,36 @@ def test_rounds_add_up_as_one_load_test_every_total_over_every_total():
     assert {k: result[k] for k in ("requests", "wall_s", "throughput_rps", "mean_batch", "cpu_cores")} == {
         "requests": 4, "wall_s": 4.0, "throughput_rps": 1.0, "mean_batch": 1.0, "cpu_cores": 0.5}
     assert result["p50_ms"] == pytest.approx(25.0) and result["mean_ms"] == pytest.approx(25.0)
+
+
+def answers_in_batches(batch: int, gap_s: float, count: int, first_s: float = 0.37) -> list[tuple[float, float]]:
+    """``count`` answers arriving ``batch`` at a time, one batch every ``gap_s`` from ``first_s``: a server that
+    answers ``batch / gap_s`` requests a second; each round trip is the gap."""
+    return [(first_s + (i // batch) * gap_s, gap_s) for i in range(count)]
+
+
+@pytest.mark.parametrize("batch", [1, 2, 4, 8])
+def test_the_window_measures_the_same_rate_whether_answers_come_alone_or_in_batches(batch):
+    """100 requests a second, answered one by one or in batches of up to 8: a window that ended between batches, or
+    began at the test's start, would count a batch too many or too few and favour or penalise the batcher."""
+    latencies, seconds = steady_window(answers_in_batches(batch, batch / 100, 16 + 16 * 8), clients=16, requests=8)
+    assert len(latencies) == 128 and len(latencies) / seconds == pytest.approx(100.0)
+
+
+def test_answers_after_the_window_such_as_a_slow_drain_are_not_timed():
+    answers = answers_in_batches(1, 0.01, 3 + 3 * 4) + [(10.0, 9.0), (20.0, 10.0)]
+    latencies, seconds = steady_window(answers[::-1], clients=3, requests=4)   # in any order
+    assert seconds == pytest.approx(0.12) and max(latencies) == pytest.approx(0.01)
+
+
+def test_a_test_with_fewer_answers_than_its_window_is_refused():
+    with pytest.raises(ValueError, match="11 answers"):
+        steady_window(answers_in_batches(1, 0.01, 11), clients=3, requests=4)
+
+
+def test_busy_cores_are_the_cpu_seconds_over_the_whole_test_not_the_window():
+    sample = LoadSample([0.01] * 10, wall_s=1.0, rows=10, executions=10, cpu_s=3.0, cpu_wall_s=2.0)
+    assert summary([sample])["cpu_cores"] == 1.5 and summary([sample])["throughput_rps"] == 10.0
 
 
 def test_merged_batches_count_rows_per_run_over_all_rounds():

@@ -1,14 +1,20 @@
 """Serving benchmark: throughput and latency under concurrent clients, and ORT against PyTorch eager at batch 1.
 
-A load test runs ``clients`` threads against a live server, each sending ``requests`` ORT-server requests
-of one image, one after the other (a closed loop: a client sends its next request when the previous one is
-answered). All clients start together after one untimed warm-up request each; throughput is requests over
-the wall time of the timed part, latency the per-request round trip seen by the client. The server's
-Triton-style statistics give the mean batch that its dynamic batcher actually merged, and the server
-process's CPU time over the same wall time gives the cores it kept busy (``cpu_cores``): a comparison of two
-servers is fair only if both could use the same cores. Two servers are compared by load tests taken in turn,
-several rounds (:func:`interleaved_load_tests`), so that other work on the machine cannot favour the one that
-happened to run while it paused.
+A load test runs ``clients`` threads against a live server, each sending ORT-server requests of one image, one
+after the other (a closed loop: a client sends its next request when the previous one is answered). All clients
+start together after one untimed warm-up request each, and keep sending until ``clients`` × ``requests`` requests
+have been answered after the first ``clients`` answers (the ramp). Throughput is measured as Triton's
+perf_analyzer does, over a window in which every client is busy: the answers counted are those after the
+``clients``-th answer up to and including the last one wanted, over the time between those two answers. Both ends
+of the window are answers, so a server that answers in batches is neither favoured nor penalised by where the
+window cuts its batches; and the clients never drain, so the end of a test, when fewer than ``clients`` requests
+are in flight and a server that batched leaves cores idle behind its last batch, is not timed (with a few
+requests a client, that tail cost batching several per cent). Latency is the round trip, seen by the client, of
+each request answered in the window. The server's Triton-style statistics give the mean batch that its dynamic
+batcher actually merged, and the server process's CPU time over the same test gives the cores it kept busy
+(``cpu_cores``): a comparison of two servers is fair only if both could use the same cores. Two servers are
+compared by load tests taken in turn, several rounds (:func:`interleaved_load_tests`), so that other work on the
+machine cannot favour the one that happened to run while it paused.
 
 The in-process comparison times one forward pass of a ``[1, 3, S, S]`` input in PyTorch eager mode and in an
 onnxruntime session on the exported file, with the same thread count, after warm-up runs; its ``cpu_cores``
@@ -52,22 +58,36 @@ def _percentiles(latencies_s: list[float]) -> dict[str, float]:
 
 @dataclass
 class LoadSample:
-    """What one closed-loop load test recorded: each request's round trip, the timed wall time, and the server's
-    rows inferred, onnxruntime runs and CPU seconds over it."""
+    """What one closed-loop load test recorded: the round trip of each request answered in its window and the
+    window's length (:func:`steady_window`), and the server's rows inferred, onnxruntime runs and CPU seconds over
+    the whole test, ``cpu_wall_s`` long (the window's length if not given)."""
 
     latencies_s: list[float]
     wall_s: float
     rows: int
     executions: int
     cpu_s: float
+    cpu_wall_s: float | None = None
+
+
+def steady_window(answers: list[tuple[float, float]], clients: int, requests: int) -> tuple[list[float], float]:
+    """``(latencies, seconds)`` of the ``clients`` × ``requests`` answers after the first ``clients`` of a load test,
+    ``answers`` being each answer's ``(time it arrived, round trip)``: the window runs from the ``clients``-th
+    answer to the last one counted, so it starts and ends on an answer."""
+    ordered = sorted(answers)
+    wanted = clients * requests
+    if len(ordered) < clients + wanted:
+        raise ValueError(f"{len(ordered)} answers; a window of {wanted} after a ramp of {clients} needs more")
+    window = ordered[clients:clients + wanted]
+    return [trip for _, trip in window], window[-1][0] - ordered[clients - 1][0]
 
 
 def load_sample(url: str, model: str, batch: np.ndarray, clients: int, requests: int, fmt: str = "protobuf",
                 cpu_seconds: Callable[[], float] | None = None, grpc_target: str | None = None) -> LoadSample:
-    """Run the closed-loop load test; every answer is checked to have the model's batch of 1. Requests go to ORT
-    server's HTTP API in ``fmt``, or, given a ``grpc_target``, to KServe V2 over gRPC there. ``cpu_seconds`` reads
-    the server's CPU time (:meth:`dlperf.serve.process.RunningServer.cpu_seconds`); without it the sample's
-    ``cpu_s`` is NaN."""
+    """Run the closed-loop load test, timed over its :func:`steady_window`; every answer is checked to have the
+    model's batch of 1. Requests go to ORT server's HTTP API in ``fmt``, or, given a ``grpc_target``, to KServe V2
+    over gRPC there. ``cpu_seconds`` reads the server's CPU time
+    (:meth:`dlperf.serve.process.RunningServer.cpu_seconds`); without it the sample's ``cpu_s`` is NaN."""
     stats = KServeClient(url)
     if grpc_target is None:
         ort_client = OrtServerClient(url)
@@ -80,28 +100,32 @@ def load_sample(url: str, model: str, batch: np.ndarray, clients: int, requests:
         def predict(inputs):
             return grpc_client.infer(model, inputs)
     start_barrier = threading.Barrier(clients + 1)
-    latencies: list[list[float]] = [[] for _ in range(clients)]
+    answers: list[tuple[float, float]] = []
+    enough = threading.Event()  # set by the answer that completes the window: then every client stops
+    target = clients + clients * requests
     errors: list[BaseException] = []
 
-    def run(index: int) -> None:
+    def run() -> None:
         try:
             predict({"input": batch})  # warm-up: connection, first batch
         except BaseException as error:  # reported below, after the barrier lets everyone go
             errors.append(error)
         start_barrier.wait()
-        if errors:
-            return
         try:
-            for _ in range(requests):
+            while not errors and not enough.is_set():
                 sent = time.perf_counter()
                 outputs = predict({"input": batch})
-                latencies[index].append(time.perf_counter() - sent)
+                arrived = time.perf_counter()
                 if any(array.shape[0] != batch.shape[0] for array in outputs.values()):
                     raise AssertionError(f"answer shapes {[a.shape for a in outputs.values()]} for one image")
+                answers.append((arrived, arrived - sent))
+                if len(answers) >= target:
+                    enough.set()
         except BaseException as error:
             errors.append(error)
+            enough.set()
 
-    threads = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(clients)]
+    threads = [threading.Thread(target=run, daemon=True) for _ in range(clients)]
     for thread in threads:
         thread.start()
     start_barrier.wait()
@@ -109,12 +133,12 @@ def load_sample(url: str, model: str, batch: np.ndarray, clients: int, requests:
     started = time.perf_counter()
     for thread in threads:
         thread.join()
-    wall = time.perf_counter() - started
+    test_s = time.perf_counter() - started
     after, cpu_after = _model_counts(stats, model), cpu_seconds() if cpu_seconds else math.nan
     if errors:
         raise RuntimeError(f"{len(errors)} client(s) failed; first: {errors[0]!r}") from errors[0]
-    return LoadSample([t for per_client in latencies for t in per_client], wall, after[0] - before[0],
-                      after[1] - before[1], cpu_after - cpu_before)
+    latencies, wall = steady_window(answers, clients, requests)
+    return LoadSample(latencies, wall, after[0] - before[0], after[1] - before[1], cpu_after - cpu_before, test_s)
 
 
 def summary(samples: list[LoadSample]) -> dict[str, float]:
@@ -128,7 +152,8 @@ def summary(samples: list[LoadSample]) -> dict[str, float]:
         "throughput_rps": len(latencies) / wall,
         **_percentiles(latencies),
         "mean_batch": sum(s.rows for s in samples) / executions if executions else math.nan,
-        "cpu_cores": sum(s.cpu_s for s in samples) / wall,
+        "cpu_cores": sum(s.cpu_s for s in samples) / sum(s.wall_s if s.cpu_wall_s is None else s.cpu_wall_s
+                                                         for s in samples),
     }
 
 
