@@ -94,13 +94,19 @@ def download_path(entry):
 
 
 def all_downloads():
-    """Every file that rule data_download fetches (CIFAR archives, ImageFolder originals, backbone weights)."""
+    """Every file that rule data_download fetches (CIFAR archives, ImageFolder originals, backbone and ImageNet
+    network weights)."""
     entries = [d for d in map(download_of, config["data"]) if d is not None]
     for entry in config["data"].values():
         if entry["source"] == "download" and "downloads" in entry:
             entries += list(entry["downloads"].values())
     entries += [
         b["weights"] for b in config.get("transfer", {}).get("backbones", {}).values() if b["weights"] != "pretrain"
+    ]
+    deep = config.get("compress", {}).get("deep", {})
+    models = deep.get("imagenet", {}).get("models", {})
+    entries += [  # the ImageNet networks Deep Compression runs on, unless a local copy stands in
+        models[name]["weights"] for name in deep.get("networks", []) if name in models and not models[name]["local_weights"]
     ]
     return entries
 

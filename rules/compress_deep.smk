@@ -1,17 +1,54 @@
 # Deep Compression end to end (Han et al., ICLR 2016) on the pruned model of compress.deep.sparsity: a rule per stage,
 # each writing the stage's file (dlperf.compress.codec) and what it measured off it: pruned (relative indices, FP32
 # values) -> shared (k-means codebooks, centroids re-trained under the masks) -> Huffman-coded; then the stages' table.
+# The same chain runs on each of compress.deep.networks under results/compress/deep/<network>/: another Optimus
+# ResNet, or torchvision's ImageNet AlexNet or VGG-16, pruned layer by layer as Han et al. did (compress_deep_prune).
 
 COMPRESS_DEEP = compress_plan.DEEP
 COMPRESS_DEEP_SOURCE = compress_plan.prune_run(COMPRESS, COMPRESS["deep"]["sparsity"])
-TRAINING_RUNS["compress"] = lambda: COMPRESS_RUNS + [f"{COMPRESS_DEEP}/shared"]  # the centroids' re-training
+COMPRESS_DEEP_NETWORKS = compress_plan.deep_networks(COMPRESS)
+COMPRESS_DEEP_IMAGENET = COMPRESS["deep"]["imagenet"]
+compress_plan.check_deep_networks(COMPRESS)
+TRAINING_RUNS["compress"] = lambda: COMPRESS_RUNS + [f"{COMPRESS_DEEP}/shared"] + [  # the re-trainings
+    run for name in COMPRESS_DEEP_NETWORKS
+    for run in (str(Path(deep_sources(name)["pruned"]).parent), f"{COMPRESS_DEEP}/{name}/shared")
+]
+
+
+def deep_imagenet_weights(name):
+    """An ImageNet network's weights: the local copy, or the verified download (rule data_download)."""
+    model = COMPRESS_DEEP_IMAGENET["models"][name]
+    return model["local_weights"] or download_path(model["weights"])
+
+
+def deep_sources(name):
+    """What the chain of network ``name`` reads: its dense weights, its pruned model and its data."""
+    if name in compress_plan.IMAGENET_NETWORKS:
+        return {"dense": deep_imagenet_weights(name), "pruned": f"{COMPRESS_DEEP}/{name}/prune/checkpoint.pt",
+                "data": COMPRESS_DEEP_IMAGENET["val"]}
+    return {"dense": OPTIMUS_RUNS.format(arch=name, device=COMPRESS["device"], seed=COMPRESS["seed"]) + "/checkpoint.pt",
+            "pruned": compress_plan.prune_run({**COMPRESS, "arch": name}, COMPRESS["deep"]["sparsity"]) + "/checkpoint.pt",
+            "data": "resources/data/cifar10"}
+
+
+def deep_settings(name):
+    """A network's params: the network (dlperf.compress.networks), its pruned sparsity (None: measured, for layer-wise
+    pruning), its evaluation batch, and the centroids' re-training."""
+    if name in compress_plan.IMAGENET_NETWORKS:
+        i = COMPRESS_DEEP_IMAGENET
+        return {"network": compress_plan.deep_network(COMPRESS, name), "sparsity": None,
+                "eval_batch_size": i["eval_batch_size"], "train": i["train"], "n_train": None}
+    return {"network": compress_plan.deep_network(COMPRESS, name, optimus_plan.imagenet_width(OPTIMUS, name)),
+            "sparsity": COMPRESS["deep"]["sparsity"], "eval_batch_size": COMPRESS["quantize"]["eval_batch_size"],
+            "train": COMPRESS["deep"]["train"], "n_train": COMPRESS["deep"]["n_train"]}
+
+
+COMPRESS_DEEP_MAIN = deep_settings(COMPRESS["arch"])
 
 
 rule compress_deep_pruned:
     input:
-        dense=f"{COMPRESS_DENSE}/checkpoint.pt",
-        pruned=f"{COMPRESS_DEEP_SOURCE}/checkpoint.pt",
-        data="resources/data/cifar10",
+        **deep_sources(COMPRESS["arch"]),
     output:
         dense=f"{COMPRESS_DEEP}/dense.pt",
         file=f"{COMPRESS_DEEP}/pruned.dlpf",
@@ -24,19 +61,17 @@ rule compress_deep_pruned:
         CONDA_ENV
     threads: config["threads"]
     params:
-        arch=COMPRESS["arch"],
         deep=COMPRESS["deep"],
-        width=optimus_plan.imagenet_width(OPTIMUS, COMPRESS["arch"]),
-        eval_batch_size=COMPRESS["quantize"]["eval_batch_size"],
+        **COMPRESS_DEEP_MAIN,
     script:
         "../scripts/compress_deep_pruned.py"
 
 
 rule compress_deep_shared:
     input:
-        pruned=f"{COMPRESS_DEEP_SOURCE}/checkpoint.pt",
+        pruned=deep_sources(COMPRESS["arch"])["pruned"],
         dense=rules.compress_deep_pruned.output.dense,
-        data="resources/data/cifar10",
+        data=deep_sources(COMPRESS["arch"])["data"],
         peak=peak_of(COMPRESS["device"]),
     output:
         file=f"{COMPRESS_DEEP}/shared.dlpf",
@@ -58,11 +93,10 @@ rule compress_deep_shared:
         slurm_partition=slurm_partition(COMPRESS["device"]),
         gpu_model=gpu_model(COMPRESS["device"]),
     params:
-        arch=COMPRESS["arch"],
+        run="deep-shared",
         seed=COMPRESS["seed"],
         deep=COMPRESS["deep"],
-        width=optimus_plan.imagenet_width(OPTIMUS, COMPRESS["arch"]),
-        eval_batch_size=COMPRESS["quantize"]["eval_batch_size"],
+        **COMPRESS_DEEP_MAIN,
         accelerator=device_accelerator(COMPRESS["device"]),
         state_dir=f"{COMPRESS_DEEP}/shared/resume",
     script:
@@ -71,10 +105,10 @@ rule compress_deep_shared:
 
 rule compress_deep_huffman:
     input:
-        pruned=f"{COMPRESS_DEEP_SOURCE}/checkpoint.pt",
+        pruned=deep_sources(COMPRESS["arch"])["pruned"],
         codes=rules.compress_deep_shared.output.codes,
         dense=rules.compress_deep_pruned.output.dense,
-        data="resources/data/cifar10",
+        data=deep_sources(COMPRESS["arch"])["data"],
     output:
         file=f"{COMPRESS_DEEP}/huffman.dlpf",
         stage=f"{COMPRESS_DEEP}/huffman.json",
@@ -87,21 +121,145 @@ rule compress_deep_huffman:
         CONDA_ENV
     threads: config["threads"]
     params:
-        arch=COMPRESS["arch"],
         deep=COMPRESS["deep"],
-        width=optimus_plan.imagenet_width(OPTIMUS, COMPRESS["arch"]),
-        eval_batch_size=COMPRESS["quantize"]["eval_batch_size"],
+        **COMPRESS_DEEP_MAIN,
     script:
         "../scripts/compress_deep_huffman.py"
+
+
+# An ImageNet network (compress.deep.networks): torchvision's weights pruned layer by layer to Han et al.'s rates
+# (compress.deep.imagenet.models.<network>.keep), scored, and re-trained with the masks fixed on validation images
+# that are never scored; what compress_prune does for a CIFAR ResNet.
+rule compress_deep_prune:
+    input:
+        weights=lambda wildcards: deep_imagenet_weights(wildcards.network),
+        data=lambda wildcards: COMPRESS_DEEP_IMAGENET["val"],
+        peak=peak_of(COMPRESS["device"]),
+    output:
+        checkpoint=f"{COMPRESS_DEEP}/{{network}}/prune/checkpoint.pt",
+        steps=f"{COMPRESS_DEEP}/{{network}}/prune/steps.csv",
+        epochs=f"{COMPRESS_DEEP}/{{network}}/prune/epochs.csv",
+        metrics=f"{COMPRESS_DEEP}/{{network}}/prune/metrics.json",
+        sparsity=f"{COMPRESS_DEEP}/{{network}}/prune/sparsity.csv",
+        pruning=f"{COMPRESS_DEEP}/{{network}}/prune/pruning.json",
+        provenance=f"{COMPRESS_DEEP}/{{network}}/prune/provenance.json",
+    log:
+        "logs/compress/deep_{network}_prune.log",
+    benchmark:
+        "benchmarks/compress/deep_{network}_prune.tsv"
+    wildcard_constraints:
+        network="|".join(compress_plan.IMAGENET_NETWORKS),
+    conda:
+        CONDA_ENV
+    threads: config["threads"]
+    resources:
+        gpu=gpu_count(COMPRESS["device"]),
+        slurm_partition=slurm_partition(COMPRESS["device"]),
+        gpu_model=gpu_model(COMPRESS["device"]),
+    params:
+        network=lambda wildcards: deep_settings(wildcards.network)["network"],
+        model=lambda wildcards: COMPRESS_DEEP_IMAGENET["models"][wildcards.network],
+        train=COMPRESS_DEEP_IMAGENET["prune_train"],
+        eval_batch_size=COMPRESS_DEEP_IMAGENET["eval_batch_size"],
+        seed=COMPRESS["seed"],
+        accelerator=device_accelerator(COMPRESS["device"]),
+        state_dir=f"{COMPRESS_DEEP}/{{network}}/prune/resume",
+    script:
+        "../scripts/compress_deep_prune.py"
+
+
+# The chain on each of compress.deep.networks, under results/compress/deep/<network>/: the rules above, on its files.
+use rule compress_deep_pruned as compress_deep_network_pruned with:
+    input:
+        unpack(lambda wildcards: deep_sources(wildcards.network)),
+    output:
+        dense=f"{COMPRESS_DEEP}/{{network}}/dense.pt",
+        file=f"{COMPRESS_DEEP}/{{network}}/pruned.dlpf",
+        stage=f"{COMPRESS_DEEP}/{{network}}/pruned.json",
+    log:
+        "logs/compress/deep_{network}_pruned.log",
+    benchmark:
+        "benchmarks/compress/deep_{network}_pruned.tsv"
+    wildcard_constraints:
+        network="resnet[0-9]+|" + "|".join(compress_plan.IMAGENET_NETWORKS),
+    params:
+        deep=COMPRESS["deep"],
+        network=lambda wildcards: deep_settings(wildcards.network)["network"],
+        sparsity=lambda wildcards: deep_settings(wildcards.network)["sparsity"],
+        eval_batch_size=lambda wildcards: deep_settings(wildcards.network)["eval_batch_size"],
+        train=lambda wildcards: deep_settings(wildcards.network)["train"],
+        n_train=lambda wildcards: deep_settings(wildcards.network)["n_train"],
+
+
+use rule compress_deep_shared as compress_deep_network_shared with:
+    input:
+        pruned=lambda wildcards: deep_sources(wildcards.network)["pruned"],
+        dense=f"{COMPRESS_DEEP}/{{network}}/dense.pt",
+        data=lambda wildcards: deep_sources(wildcards.network)["data"],
+        peak=peak_of(COMPRESS["device"]),
+    output:
+        file=f"{COMPRESS_DEEP}/{{network}}/shared.dlpf",
+        stage=f"{COMPRESS_DEEP}/{{network}}/shared.json",
+        codes=f"{COMPRESS_DEEP}/{{network}}/shared/codes.pt",
+        steps=f"{COMPRESS_DEEP}/{{network}}/shared/steps.csv",
+        epochs=f"{COMPRESS_DEEP}/{{network}}/shared/epochs.csv",
+        metrics=f"{COMPRESS_DEEP}/{{network}}/shared/metrics.json",
+        provenance=f"{COMPRESS_DEEP}/{{network}}/shared/provenance.json",
+    log:
+        "logs/compress/deep_{network}_shared.log",
+    benchmark:
+        "benchmarks/compress/deep_{network}_shared.tsv"
+    wildcard_constraints:
+        network="resnet[0-9]+|" + "|".join(compress_plan.IMAGENET_NETWORKS),
+    params:
+        run=lambda wildcards: f"deep-{wildcards.network}-shared",
+        seed=COMPRESS["seed"],
+        deep=COMPRESS["deep"],
+        network=lambda wildcards: deep_settings(wildcards.network)["network"],
+        sparsity=lambda wildcards: deep_settings(wildcards.network)["sparsity"],
+        eval_batch_size=lambda wildcards: deep_settings(wildcards.network)["eval_batch_size"],
+        train=lambda wildcards: deep_settings(wildcards.network)["train"],
+        n_train=lambda wildcards: deep_settings(wildcards.network)["n_train"],
+        accelerator=device_accelerator(COMPRESS["device"]),
+        state_dir=f"{COMPRESS_DEEP}/{{network}}/shared/resume",
+
+
+use rule compress_deep_huffman as compress_deep_network_huffman with:
+    input:
+        pruned=lambda wildcards: deep_sources(wildcards.network)["pruned"],
+        codes=f"{COMPRESS_DEEP}/{{network}}/shared/codes.pt",
+        dense=f"{COMPRESS_DEEP}/{{network}}/dense.pt",
+        data=lambda wildcards: deep_sources(wildcards.network)["data"],
+    output:
+        file=f"{COMPRESS_DEEP}/{{network}}/huffman.dlpf",
+        stage=f"{COMPRESS_DEEP}/{{network}}/huffman.json",
+        formula=f"{COMPRESS_DEEP}/{{network}}/formula.csv",
+    log:
+        "logs/compress/deep_{network}_huffman.log",
+    benchmark:
+        "benchmarks/compress/deep_{network}_huffman.tsv"
+    wildcard_constraints:
+        network="resnet[0-9]+|" + "|".join(compress_plan.IMAGENET_NETWORKS),
+    params:
+        deep=COMPRESS["deep"],
+        network=lambda wildcards: deep_settings(wildcards.network)["network"],
+        sparsity=lambda wildcards: deep_settings(wildcards.network)["sparsity"],
+        eval_batch_size=lambda wildcards: deep_settings(wildcards.network)["eval_batch_size"],
+        train=lambda wildcards: deep_settings(wildcards.network)["train"],
+        n_train=lambda wildcards: deep_settings(wildcards.network)["n_train"],
 
 
 rule compress_deep_stages:
     input:
         stages=[f"{COMPRESS_DEEP}/{stage}.json" for stage in ("pruned", "shared", "huffman")],
         formula=rules.compress_deep_huffman.output.formula,
+        networks=[f"{COMPRESS_DEEP}/{name}/{stage}.json" for name in COMPRESS_DEEP_NETWORKS
+                  for stage in ("pruned", "shared", "huffman")],
+        network_formulas=[f"{COMPRESS_DEEP}/{name}/formula.csv" for name in COMPRESS_DEEP_NETWORKS],
         code=render_code("compress_deep_stages"),
     output:
         csv=f"{COMPRESS_DEEP}/stages.csv",
+        networks=f"{COMPRESS_DEEP}/networks.csv",
         table=report(
             "results/compress/tables/deep.tex", caption="../report/captions/compress_deep.rst", category="Compression"
         ),
@@ -112,5 +270,8 @@ rule compress_deep_stages:
         "benchmarks/compress/deep.tsv"
     conda:
         CONDA_ENV
+    params:
+        arch=COMPRESS["arch"],
+        networks=COMPRESS_DEEP_NETWORKS,
     script:
         "../scripts/compress_deep_stages.py"

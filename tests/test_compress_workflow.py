@@ -17,13 +17,14 @@ def test_the_full_config_builds_the_compress_dag_without_any_data(full_plan):
     rc, text = full_plan
     assert rc == 0, text[-3000:]
     counts = job_counts(text)
-    assert counts["compress_prune"] == 7 and counts["compress_distill"] == 2   # seven sparsities, the control 0 included; kd and labels
+    # seven sparsities, the control 0 included, and Deep Compression's other networks at its 0.9; kd and labels
+    assert counts["compress_prune"] == 7 + 2 and counts["compress_distill"] == 2
     assert counts["compress_quantize_ssd"] == 1   # the SSD study's detector is quantized too
-    # the ResNet-20 and ResNet-56 runs of the Optimus study reused, on the v100 label
+    # the ResNet-20, -32 and -56 runs of the Optimus study reused, on the v100 label
     read = {path for rule, inputs in re.findall(r"^(?:local)?rule (\w+):\n    input: (.*)$", text, re.M)
             if rule.startswith("compress_") for path in inputs.split(", ")}
     assert {path.split("/")[3] for path in read if path.startswith("results/optimus/runs/")} == {
-        "resnet20-v100-s0", "resnet56-v100-s0"}
+        "resnet20-v100-s0", "resnet32-v100-s0", "resnet56-v100-s0"}
     assert "results/optimus/runs/resnet56-v100-s0/checkpoint.pt" in read
 
 

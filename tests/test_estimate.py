@@ -27,6 +27,13 @@ def test_the_full_configs_training_jobs_are_planned_with_their_steps(monkeypatch
     assert {r.steps for r in by_study["depth"]} == {math.ceil((50_000 - d["val_size"]) / 100) * 100}
     assert [r.run for r in by_study["ssd"]] == ["finetune-openimages"]   # the VOC detector is downloaded
     assert {r.model.key for r in by_study["transfer"]} >= {"backbone resnet50@224", "backbone inception_v3@299"}
+    compress = {r.run: r for r in by_study["compress"]}
+    assert {"deep-resnet32-prune", "deep-resnet32-shared", "deep-resnet56-prune", "deep-resnet56-shared"} <= set(compress)
+    cfg["compress"]["deep"]["networks"].append("vgg16")   # given ImageNet's validation images: pruned, then shared
+    vgg = {r.run: r for r in planned_runs(cfg, "cuda") if r.run.startswith("deep-vgg16")}
+    i = cfg["compress"]["deep"]["imagenet"]
+    assert set(vgg) == {"deep-vgg16-prune", "deep-vgg16-shared"} and vgg["deep-vgg16-prune"].model.key == "imagenet vgg16@224"
+    assert vgg["deep-vgg16-prune"].steps == math.ceil(i["retrain_images"] / 64) * i["prune_train"]["epochs"]
 
 
 def test_other_jobs_are_counted_per_study_and_the_wall_time_divides_among_devices():

@@ -40,7 +40,8 @@ def mirrored(built, name):
 def test_every_download_of_the_full_config_is_mirrored_at_its_upstream_path(built):
     root, manifest = built
     urls = {u.url for u in mirror.upstreams(FULL)}
-    assert len(urls) == 11  # CIFAR x2, Flowers x3, torchvision weights x3, VOC x2, the SSD checkpoint
+    # CIFAR x2, Flowers x3, torchvision weights x5 (three backbones; AlexNet and VGG-16), VOC x2, the SSD checkpoint
+    assert len(urls) == 13
     assert urls <= set(manifest["files"])
     for url, entry in manifest["files"].items():
         if url == "openimages":
@@ -147,6 +148,10 @@ def test_the_override_points_every_download_at_the_mirror_and_the_merged_config_
     Draft202012Validator(schema).validate(merged)
     voc = merged["ssd"]["data"]["voc"]["downloads"]
     assert [Path(d["url"]).name for d in voc] == ["VOCtrainval_06-Nov-2007.tar", "VOCtest_06-Nov-2007.tar"]
+    # ImageNet's validation images cannot be downloaded: the mirror makes a local copy, and VGG-16 runs on it
+    deep = merged["compress"]["deep"]
+    assert "vgg16" in deep["networks"] and Path(deep["imagenet"]["val"]).is_absolute()
+    assert len(list((Path(deep["imagenet"]["val"]) / "val").iterdir())) == 1000
 
 
 def test_the_server_resumes_with_range_and_fails_chosen_paths(tmp_path):

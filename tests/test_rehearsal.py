@@ -73,6 +73,13 @@ def test_the_full_config_runs_end_to_end_on_the_mirror_at_real_model_sizes(tmp_p
     # the 3000-prior SSD through quantization and serving
     summary = pd.read_csv(results / "compress" / "summary.csv")
     assert {"quantize_static", "quantize_dynamic"} <= set(summary[summary.metric == "mAP"].method)
+    # Deep Compression on ResNet-56 and on VGG-16 at its 138 M weights (torchvision's layout, the mirror's ImageNet)
+    deep = pd.read_csv(results / "compress" / "deep" / "networks.csv")
+    assert set(deep.network) == {"resnet20", "resnet56", "vgg16"}
+    vgg = deep[deep.network == "vgg16"].set_index("stage")
+    assert vgg.loc["dense", "size_bytes"] > 550e6 and vgg.size_bytes.is_monotonic_decreasing
+    assert vgg.loc["pruned", "connection_ratio"] == pytest.approx(1 / 0.0761, rel=0.01)   # Han et al.'s layer rates
+    assert vgg.loc["huffman", "ratio"] > 30   # Han et al.: 49x with trained weights; these are random
     bench = pd.read_csv(results / "serve" / "bench.csv")
     assert set(bench[bench.benchmark == "server"].clients) == {1, 4}
     detections = json.loads((results / "serve" / "detections.json").read_text())

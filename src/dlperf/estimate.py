@@ -129,6 +129,7 @@ def planned_runs(cfg: Mapping, device: str) -> list[PlannedRun]:
             t = section["train"]
             runs.append(PlannedRun("compress", name, _cifar(c["arch"], width), t["batch_size"],
                                    _steps(section["n_train"] or n_train, t["batch_size"], t["epochs"]), n_test))
+        runs += _deep_network_runs(c, width, n_train, n_test)
         k = c["distill"]
         t = k["train"]
         steps = _steps(k["n_train"] or n_train, t["batch_size"], t["epochs"])
@@ -138,6 +139,31 @@ def planned_runs(cfg: Mapping, device: str) -> list[PlannedRun]:
         # the soft targets: a forward pass of the teacher per step
         runs.append(PlannedRun("compress", "distill-kd teacher", teacher, t["batch_size"],
                                math.ceil(steps * FORWARD_SHARE), 0))
+    return runs
+
+
+def _deep_network_runs(c: Mapping, width: int, n_train: int, n_test: int) -> list[PlannedRun]:
+    """Deep Compression on compress.deep.networks: a CIFAR ResNet's pruning (compress_prune at the deep sparsity) and
+    centroids; an ImageNet network's pruning and centroids, each on the validation images it re-trains on, scored on
+    the others."""
+    from dlperf.compress.networks import IMAGENET_ARCHS
+
+    runs, deep = [], c["deep"]
+    for name in compress_plan.deep_networks(c):
+        if name in compress_plan.IMAGENET_NETWORKS:
+            i = deep["imagenet"]
+            model = _classifier(f"imagenet {name}@{i['crop']}", IMAGENET_ARCHS[name], (3, i["crop"], i["crop"]), 1000)
+            scored = i["images"] or 50_000 - i["retrain_images"]
+            for stage, t in (("prune", i["prune_train"]), ("shared", i["train"])):
+                runs.append(PlannedRun("compress", f"deep-{name}-{stage}", model, t["batch_size"],
+                                       _steps(i["retrain_images"], t["batch_size"], t["epochs"]), scored * t["epochs"]))
+            continue
+        model, p = _cifar(name, width), c["prune"]["train"]
+        runs.append(PlannedRun("compress", f"deep-{name}-prune", model, p["batch_size"],
+                               _steps(c["prune"]["n_train"] or n_train, p["batch_size"], p["epochs"]), n_test))
+        t = deep["train"]
+        runs.append(PlannedRun("compress", f"deep-{name}-shared", model, t["batch_size"],
+                               _steps(deep["n_train"] or n_train, t["batch_size"], t["epochs"]), n_test))
     return runs
 
 

@@ -57,3 +57,44 @@ def qat_variants(c: Mapping) -> dict[str, dict]:
 
 def qat_runs(c: Mapping) -> list[str]:
     return [QAT_RUNS.format(arch=c["arch"], device=c["device"], seed=c["seed"], variant=v) for v in qat_variants(c)]
+
+
+IMAGENET_NETWORKS = ("alexnet", "vgg16")   # torchvision's ImageNet classifiers (dlperf.compress.networks)
+
+
+def deep_networks(c: Mapping) -> list[str]:
+    """The networks Deep Compression runs on besides ``compress.arch`` (results/compress/deep/<network>/)."""
+    return list(c["deep"]["networks"])
+
+
+def check_deep_networks(c: Mapping) -> None:
+    """A ValueError, naming the setting, for a network the pipeline cannot run: an ImageNet one without its model
+    entry or without the validation images, which no config can download; or ``compress.arch`` itself."""
+    imagenet = c["deep"]["imagenet"]
+    for name in deep_networks(c):
+        if name == c["arch"]:
+            raise ValueError(f"config compress.deep.networks: {name} is compress.arch, whose pipeline always runs "
+                             "(results/compress/deep/); list only other networks")
+        if name in IMAGENET_NETWORKS:
+            if name not in imagenet["models"]:
+                raise ValueError(f"config compress.deep.networks: {name} needs compress.deep.imagenet.models.{name} "
+                                 "(its weights and the fraction of each layer's weights it keeps)")
+            if not imagenet["val"]:
+                raise ValueError(f"config compress.deep.networks: {name} needs ImageNet validation images, which "
+                                 "cannot be downloaded: set compress.deep.imagenet.val to a local ImageNet root "
+                                 "holding val/<wnid>/*.JPEG (the 1,000 class folders)")
+
+
+def deep_network(c: Mapping, name: str, width: int | None = None) -> dict:
+    """The network ``name`` as the pipeline's scripts take it (:mod:`dlperf.compress.networks`): a CIFAR ResNet of
+    the Optimus study at ``width``, or an ImageNet classifier with its validation split."""
+    if name not in IMAGENET_NETWORKS:
+        return {"name": name, "kind": "cifar", "arch": name, "width": width}
+    i = c["deep"]["imagenet"]
+    return {"name": name, "kind": "imagenet", "arch": name, "resize": i["resize"], "crop": i["crop"],
+            "images": i["images"], "retrain_images": i["retrain_images"], "seed": c["seed"]}
+
+
+def kept_fraction(keep: Mapping[str, float], sizes: Mapping[str, int]) -> float:
+    """The share of all weights that layer-wise pruning keeps, ``sizes`` being each layer's weight count."""
+    return sum(keep[name] * n for name, n in sizes.items()) / sum(sizes.values())

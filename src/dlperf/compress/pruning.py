@@ -3,7 +3,8 @@
 :func:`prune_global` removes the ``round(sparsity × N)`` weights of smallest magnitude among all ``N`` weights
 of every ``Conv2d`` and ``Linear`` layer taken together (``torch.nn.utils.prune.global_unstructured`` with
 L1 magnitude), so layers lose different shares of their weights: Han et al.'s magnitude criterion with one
-global threshold instead of a threshold per layer. Biases and BatchNorm parameters are not pruned.
+global threshold instead of a threshold per layer. :func:`prune_layers` sets the share per layer instead, as Han et
+al. prune AlexNet and VGG-16 (Deep Compression, Tables 3 and 4). Biases and BatchNorm parameters are not pruned.
 
 The masks are torch's: each pruned module holds ``weight_orig`` (a parameter) and ``weight_mask`` (a buffer),
 and a forward pre-hook sets ``weight = weight_orig * weight_mask`` before every call. Re-training updates
@@ -16,6 +17,7 @@ as 32-bit floats plus one bit per weight position, every other tensor of the sta
 from __future__ import annotations
 
 import math
+from typing import Mapping
 
 import pandas as pd
 import torch
@@ -54,6 +56,27 @@ def prune_global(model: nn.Module, sparsity: float) -> nn.Module:
     total = sum(module.weight.numel() for _, module in layers)
     prune.global_unstructured([(module, "weight") for _, module in layers], pruning_method=prune.L1Unstructured,
                               amount=pruned_count(total, sparsity))
+    return model
+
+
+def prune_layers(model: nn.Module, keep: Mapping[str, float]) -> nn.Module:
+    """Mask each conv and linear layer's smallest-magnitude weights so that ``keep[name]`` of them remain (Han et al.
+    prune layer by layer, at rates set per layer); in place, with masks as :func:`prune_global` leaves them. ``keep``
+    must name every such layer, and nothing else, with a fraction in (0, 1]."""
+    layers = dict(prunable_layers(model))
+    missing, unknown = sorted(set(layers) - set(keep)), sorted(set(keep) - set(layers))
+    if missing or unknown:
+        raise ValueError(f"{type(model).__name__}: the kept fractions must name exactly its conv and linear layers; "
+                         f"missing {missing}, not layers {unknown}")
+    for name, module in layers.items():
+        fraction = keep[name]
+        if not 0 < fraction <= 1:
+            raise ValueError(f"layer {name}: kept fraction {fraction!r} outside (0, 1]")
+        weight = module.weight.detach()
+        mask = torch.zeros_like(weight)
+        largest = weight.abs().flatten().topk(round(fraction * weight.numel()), sorted=False).indices
+        mask.view(-1)[largest] = 1
+        prune.custom_from_mask(module, "weight", mask)
     return model
 
 

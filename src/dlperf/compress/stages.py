@@ -21,7 +21,7 @@ from dlperf.atomic import atomic_write
 from dlperf.compress import codec
 from dlperf.compress.deep import plain_state, share_layers, shared_layers, shared_weight
 from dlperf.compress.codec import STAGES
-from dlperf.compress.evaluation import load_classifier
+from dlperf.compress.pruning import sparsity_table
 
 
 def write_dense(model: nn.Module, path: str | os.PathLike) -> int:
@@ -55,13 +55,19 @@ def _baked_copy(shared: nn.Module, fresh: Callable[[], nn.Module]) -> nn.Module:
     return plain
 
 
-def shared_model(arch: str, pruned_checkpoint: str | os.PathLike, codes: str | os.PathLike | None, *, width: int,
-                 bits: Mapping[str, int], iterations: int) -> nn.Module:
-    """The pruned model with its layers shared (:func:`dlperf.compress.deep.share_layers`), and, given the
-    ``codes`` a shared stage saved, its re-trained codebooks, indices, masks and BatchNorm statistics. With
-    ``codes`` no k-means runs: the saved state replaces every codebook and index, so only their shapes are built."""
-    model = share_layers(load_classifier(arch, pruned_checkpoint, width=width), bits,
-                         0 if codes is not None else iterations)
+def stage_sparsity(configured: float | None, pruned: nn.Module) -> float:
+    """A stage's sparsity: the one its pruned model was pruned to (a CIFAR network's ``compress.deep.sparsity``), or,
+    for layer-wise pruning (None), the share of conv and linear weights that are zero."""
+    return configured if configured is not None else float(sparsity_table(pruned).sparsity.iloc[-1])
+
+
+def shared_model(pruned: nn.Module, codes: str | os.PathLike | None, *, bits: Mapping[str, int],
+                 iterations: int) -> nn.Module:
+    """The ``pruned`` model (plain: masks made permanent) with its layers shared
+    (:func:`dlperf.compress.deep.share_layers`), in place; and, given the ``codes`` a shared stage saved, its
+    re-trained codebooks, indices, masks and BatchNorm statistics. With ``codes`` no k-means runs: the saved state
+    replaces every codebook and index, so only their shapes are built."""
+    model = share_layers(pruned, bits, 0 if codes is not None else iterations)
     if codes is not None:
         model.load_state_dict(torch.load(codes, map_location="cpu", weights_only=True))
         with torch.no_grad():
@@ -77,29 +83,41 @@ def save_codes(model: nn.Module, path: str | os.PathLike) -> Path:
     return Path(path)
 
 
-STAGE_COLUMNS = ("stage", "sparsity", "conv_bits", "linear_bits", "size_bytes", "ratio", "formula_ratio", "top1")
+STAGE_COLUMNS = ("stage", "sparsity", "conv_bits", "linear_bits", "size_bytes", "ratio", "formula_ratio", "top1",
+                 "connection_ratio")
 
 
 def stages_frame(records: list[dict], formula: pd.DataFrame) -> pd.DataFrame:
     """``stages.csv``: the dense checkpoint, then each stage (``records`` in any order): its size on disk, the ratio
     measured (dense bytes over the file's), Deep Compression's computed ratio over the same layers (``formula``,
-    :func:`dlperf.compress.codec.formula_table`) and the decoded model's top-1."""
+    :func:`dlperf.compress.codec.formula_table`), the decoded model's top-1, and the conv and linear weights over
+    those kept (``connection_ratio``, 1 / (1 - sparsity): what Han et al.'s pruning ratios count)."""
     by_stage = {r["stage"]: r for r in records}
     first = by_stage["pruned"]
     rows = [{"stage": "dense", "sparsity": 0.0, "conv_bits": 32, "linear_bits": 32, "size_bytes": first["dense_bytes"],
-             "ratio": 1.0, "formula_ratio": 1.0, "top1": first["dense_top1"]}]
+             "ratio": 1.0, "formula_ratio": 1.0, "top1": first["dense_top1"], "connection_ratio": 1.0}]
     for stage in STAGES:
         r = by_stage[stage]
         bits = r["bits"] or {"conv": 32, "linear": 32}
         rows.append({"stage": stage, "sparsity": r["sparsity"], "conv_bits": bits["conv"],
                      "linear_bits": bits["linear"], "size_bytes": r["size_bytes"], "ratio": r["ratio"],
-                     "formula_ratio": codec.formula_ratio(formula, stage), "top1": r["top1"]})
+                     "formula_ratio": codec.formula_ratio(formula, stage), "top1": r["top1"],
+                     "connection_ratio": 1 / (1 - r["sparsity"])})
     return pd.DataFrame(rows, columns=list(STAGE_COLUMNS))
 
 
+def networks_frame(stages: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
+    """``networks.csv``: each network's :func:`stages_frame` (``stages``: by network name, in order), under a
+    ``network`` column."""
+    return pd.concat([frame.assign(network=name) for name, frame in stages.items()], ignore_index=True)[
+        ["network", *STAGE_COLUMNS]]
+
+
 def stages_table(stages: pd.DataFrame) -> pd.DataFrame:
-    """The stages as the report shows them."""
+    """The stages as the report shows them; with a ``network`` column (:func:`networks_frame`), each network's."""
+    network = {"network": stages.network} if "network" in stages else {}
     return pd.DataFrame({
+        **network,
         "stage": stages.stage,
         "sparsity (%)": (100 * stages.sparsity).map(lambda v: f"{v:.0f}"),
         "bits (conv/fc)": [f"{c}/{f}" for c, f in zip(stages.conv_bits, stages.linear_bits)],

@@ -58,6 +58,7 @@ DEFAULT_URL = f"http://127.0.0.1:{DEFAULT_PORT}"
 MANIFEST = "manifest.json"
 OVERRIDE = "rehearsal.yaml"
 FILES = "files"
+IMAGENET = "imagenet"  # the local copy of ImageNet's validation set that the full config names
 
 
 @dataclass(frozen=True)
@@ -93,6 +94,9 @@ def upstreams(full: Mapping) -> list[Upstream]:
         if backbone["weights"] != "pretrain":
             found.append(Upstream(backbone["weights"]["url"], ("transfer", "backbones", name, "weights"),
                                   "sha256_prefix"))
+    for name, model in full.get("compress", {}).get("deep", {}).get("imagenet", {}).get("models", {}).items():
+        found.append(Upstream(model["weights"]["url"], ("compress", "deep", "imagenet", "models", name, "weights"),
+                              "sha256_prefix"))
     ssd = full.get("ssd")
     if ssd:
         for k, download in enumerate(ssd["data"]["voc"].get("downloads", [])):
@@ -111,6 +115,9 @@ def _writer(upstream: Upstream, full: Mapping) -> Callable[[Path], Path]:
         arch = full["transfer"]["backbones"][upstream.key[2]]["arch"]
         stem = name.rsplit("-", 1)[0]  # resnet50-0676ba61.pth -> resnet50: the name keeps torchvision's stem
         return lambda directory: mirror_files.torchvision_weights(directory, arch, stem)
+    if upstream.key[:3] == ("compress", "deep", "imagenet"):
+        stem = name.rsplit("-", 1)[0]  # vgg16-397923af.pth -> vgg16, alexnet-owt-7be5be79.pth -> alexnet-owt
+        return lambda directory: mirror_files.torchvision_weights(directory, upstream.key[4], stem)
     if upstream.key[:2] == ("ssd", "pretrained"):
         return lambda directory: mirror_files.ssd_checkpoint(directory / name)
     raise ValueError(f"the mirror cannot write {upstream.url} (config {'.'.join(map(str, upstream.key))}): "
@@ -148,7 +155,13 @@ def build(root: str | os.PathLike, url: str = DEFAULT_URL, *, full_config: str |
             csv_path, images_path = mirror_path(d["csv_url"]), mirror_path(d["images_url"])
             counts = mirror_files.openimages(files / csv_path, files / images_path, openimages["classes"])
             entries["openimages"] = {"csv_path": csv_path, "images_path": images_path, **counts}
-    write_json(root / MANIFEST, {"files": entries}, indent=1)
+    extra = {}
+    if full.get("compress", {}).get("deep", {}).get("imagenet", {}).get("models"):
+        # ImageNet's validation images cannot be downloaded: the full config names a local copy, the mirror makes one
+        with atomic_dir(root / IMAGENET) as imagenet:
+            mirror_files.imagenet_val(imagenet)
+        extra["imagenet_val"] = str((root / IMAGENET).resolve())
+    write_json(root / MANIFEST, {"files": entries, **extra}, indent=1)
     write_override(root, url, counts_config=counts_config)
     return json.loads((root / MANIFEST).read_text())
 
@@ -174,6 +187,11 @@ def override(manifest: Mapping, url: str, counts: Mapping) -> dict:
         target[key[-1]] = {**target.get(key[-1], {}), **download}
     if voc:
         _nested(merged, ("ssd", "data", "voc"))["downloads"] = [voc[k] for k in sorted(voc)]
+    if "imagenet_val" in manifest:   # the mirror's copy of ImageNet's validation layout: VGG-16 can run
+        deep = _nested(merged, ("compress", "deep"))
+        deep.setdefault("imagenet", {})["val"] = manifest["imagenet_val"]
+        if "vgg16" not in deep.setdefault("networks", []):
+            deep["networks"].append("vgg16")
     return merged
 
 

@@ -40,11 +40,15 @@ VOC_SIZE = 300
 OPENIMAGES_COUNTS = {"train": 30, "validation": 4, "test": 12}
 OPENIMAGES_OTHER_CLASSES = ("Person", "Car", "Tree")  # rows the class filter must drop
 SSD_KEYS = Path(__file__).with_name("pytorch_ssd_mb1_state_dict.json")
+IMAGENET_VAL_CLASSES = 1000
+IMAGENET_VAL_SIZES = ((60, 90), (50, 80))  # width, height ranges: ImageNet's photos are neither square nor alike
 TORCHVISION_ARCHS = {
     "resnet50": lambda: torchvision.models.resnet50(),
     "mobilenet_v2": lambda: torchvision.models.mobilenet_v2(),
     # the Google file holds the auxiliary classifier; init_weights: torchvision's own initialisation
     "inception_v3": lambda: torchvision.models.inception_v3(aux_logits=True, init_weights=True),
+    "alexnet": lambda: torchvision.models.alexnet(),
+    "vgg16": lambda: torchvision.models.vgg16(),
 }
 SEED = 2026
 
@@ -270,3 +274,19 @@ def ssd_checkpoint(path: Path) -> Path:
             state[key] = torch.zeros(shape)
     torch.save(state, path)
     return path
+
+
+def imagenet_val(root: Path, per_class: int = 1) -> Path:
+    """``root/val/<wnid>/ILSVRC2012_val_<n>.JPEG``: torchvision's ImageFolder layout of ImageNet's validation set, its
+    1,000 class folders named like wnids (``n00000000`` ...: sorted, they are the class indices), ``per_class``
+    small JPEGs of assorted sizes in each, drawn from the synthetic generator's textures. ImageNet's own images
+    cannot be had; the layout, the names and the class count are its."""
+    rng = np.random.default_rng(SEED)
+    side = max(high for _, high in IMAGENET_VAL_SIZES)
+    images, labels = make_images(IMAGENET_VAL_CLASSES, per_class, size=side, seed=SEED)
+    for number, (pixels, label) in enumerate(zip(images, labels), start=1):
+        folder = root / "val" / f"n{label:08d}"
+        folder.mkdir(parents=True, exist_ok=True)
+        width, height = (int(rng.integers(low, high + 1)) for low, high in IMAGENET_VAL_SIZES)
+        Image.fromarray(pixels[:height, :width]).save(folder / f"ILSVRC2012_val_{number:08d}.JPEG", quality=90)
+    return root

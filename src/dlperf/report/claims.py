@@ -6,7 +6,7 @@ runs; :func:`claim_files` names the result files a check reads; :func:`check_cla
 ``results/report/claims.csv``'s rows. A claim's value is one result cell, or a cell relative to a baseline cell (their
 ratio or difference: a phenomenon, such as one model's epoch being 5x faster than another's). A claim is compared only
 when its protocol can hold: its study is on, every ``comparable_when`` setting has its value (or one of its values) in
-the config, and its value was reached; otherwise its status is :data:`NOT_COMPARABLE`, with the reason in ``note``.
+the config (a list setting: holds one of them), and its value was reached; otherwise its status is :data:`NOT_COMPARABLE`, with the reason in ``note``.
 """
 from __future__ import annotations
 
@@ -221,10 +221,17 @@ def _not_met(claim: Mapping, settings: Mapping) -> list[str]:
     for key, wanted in claim["comparable_when"].items():
         allowed = wanted if isinstance(wanted, list) else [wanted]
         value = settings.get(key, _MISSING)
-        if value is _MISSING or value not in allowed:
+        if value is _MISSING or not _holds(value, allowed):
             unmet.append(f"{key} is {'absent' if value is _MISSING else value!r}, the protocol needs "
                          f"{_one_of(allowed)}")
     return unmet
+
+
+def _holds(value, allowed: list) -> bool:
+    """A setting is one of the values allowed, or a list (compress.deep.networks) that holds one of them."""
+    if isinstance(value, list):
+        return any(v in allowed for v in value)
+    return value in allowed
 
 
 def _one_of(values: list) -> str:

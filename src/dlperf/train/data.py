@@ -7,6 +7,7 @@ would have seen. No per-sample Python, no worker processes.
 """
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -76,6 +77,17 @@ class DeviceImages:
 
     def __len__(self) -> int:
         return len(self.labels)
+
+    def to(self, device: torch.device | str) -> DeviceImages:
+        """The same images on ``device`` (this object if they are there already)."""
+        device = torch.device(device)
+        if device == self.device:
+            return self
+        moved = copy.copy(self)
+        moved.device = device
+        moved.images, moved.labels = self.images.to(device), self.labels.to(device)
+        moved.mean, moved.std = self.mean.to(device), self.std.to(device)
+        return moved
 
     def normalise(self, batch_u8: torch.Tensor) -> torch.Tensor:
         return (batch_u8.float() - self.mean) / self.std
