@@ -157,13 +157,22 @@ def build(root: str | os.PathLike, url: str = DEFAULT_URL, *, full_config: str |
             entries["openimages"] = {"csv_path": csv_path, "images_path": images_path, **counts}
     extra = {}
     if full.get("compress", {}).get("deep", {}).get("imagenet", {}).get("models"):
-        # ImageNet's validation images cannot be downloaded: the full config names a local copy, the mirror makes one
-        with atomic_dir(root / IMAGENET) as imagenet:
-            mirror_files.imagenet_val(imagenet)
+        # ImageNet's validation images cannot be downloaded: the full config names a local copy, the mirror makes one.
+        # A rebuild keeps an identical copy as it is: the workflow reads the folder, whose time would rerun its jobs.
+        with tempfile.TemporaryDirectory(dir=root) as scratch:
+            fresh = mirror_files.imagenet_val(Path(scratch) / IMAGENET)
+            if _tree_bytes(fresh) != _tree_bytes(root / IMAGENET):
+                with atomic_dir(root / IMAGENET) as imagenet:
+                    shutil.copytree(fresh, imagenet, dirs_exist_ok=True)
         extra["imagenet_val"] = str((root / IMAGENET).resolve())
     write_json(root / MANIFEST, {"files": entries, **extra}, indent=1)
     write_override(root, url, counts_config=counts_config)
     return json.loads((root / MANIFEST).read_text())
+
+
+def _tree_bytes(root: Path) -> list[tuple[str, bytes]]:
+    """Every file under ``root`` (none if it is absent): its path relative to ``root`` and its bytes, in order."""
+    return sorted((p.relative_to(root).as_posix(), p.read_bytes()) for p in root.rglob("*") if p.is_file())
 
 
 def override(manifest: Mapping, url: str, counts: Mapping) -> dict:
