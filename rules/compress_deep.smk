@@ -44,6 +44,9 @@ def deep_settings(name):
 
 
 COMPRESS_DEEP_MAIN = deep_settings(COMPRESS["arch"])
+DEEP_NETWORK_PARAMS = {  # deep_settings of the {network} wildcard, one param each
+    key: (lambda wildcards, key=key: deep_settings(wildcards.network)[key]) for key in COMPRESS_DEEP_MAIN
+}
 
 
 rule compress_deep_pruned:
@@ -184,11 +187,7 @@ use rule compress_deep_pruned as compress_deep_network_pruned with:
         network="resnet[0-9]+|" + "|".join(compress_plan.IMAGENET_NETWORKS),
     params:
         deep=COMPRESS["deep"],
-        network=lambda wildcards: deep_settings(wildcards.network)["network"],
-        sparsity=lambda wildcards: deep_settings(wildcards.network)["sparsity"],
-        eval_batch_size=lambda wildcards: deep_settings(wildcards.network)["eval_batch_size"],
-        train=lambda wildcards: deep_settings(wildcards.network)["train"],
-        n_train=lambda wildcards: deep_settings(wildcards.network)["n_train"],
+        **DEEP_NETWORK_PARAMS,
 
 
 use rule compress_deep_shared as compress_deep_network_shared with:
@@ -215,11 +214,7 @@ use rule compress_deep_shared as compress_deep_network_shared with:
         run=lambda wildcards: f"deep-{wildcards.network}-shared",
         seed=COMPRESS["seed"],
         deep=COMPRESS["deep"],
-        network=lambda wildcards: deep_settings(wildcards.network)["network"],
-        sparsity=lambda wildcards: deep_settings(wildcards.network)["sparsity"],
-        eval_batch_size=lambda wildcards: deep_settings(wildcards.network)["eval_batch_size"],
-        train=lambda wildcards: deep_settings(wildcards.network)["train"],
-        n_train=lambda wildcards: deep_settings(wildcards.network)["n_train"],
+        **DEEP_NETWORK_PARAMS,
         accelerator=device_accelerator(COMPRESS["device"]),
         state_dir=f"{COMPRESS_DEEP}/{{network}}/shared/resume",
 
@@ -242,11 +237,7 @@ use rule compress_deep_huffman as compress_deep_network_huffman with:
         network="resnet[0-9]+|" + "|".join(compress_plan.IMAGENET_NETWORKS),
     params:
         deep=COMPRESS["deep"],
-        network=lambda wildcards: deep_settings(wildcards.network)["network"],
-        sparsity=lambda wildcards: deep_settings(wildcards.network)["sparsity"],
-        eval_batch_size=lambda wildcards: deep_settings(wildcards.network)["eval_batch_size"],
-        train=lambda wildcards: deep_settings(wildcards.network)["train"],
-        n_train=lambda wildcards: deep_settings(wildcards.network)["n_train"],
+        **DEEP_NETWORK_PARAMS,
 
 
 rule compress_deep_stages:

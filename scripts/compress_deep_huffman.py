@@ -30,3 +30,4 @@ with script_logging(snakemake.log[0]):
     result.update(network=net["name"], sparsity=sparsity, bits=deep["bits"], scored_images=len(test))
     prov.write(out.stage, **result)
     print(json.dumps(result, indent=2))
+    print(formula.to_string(index=False))

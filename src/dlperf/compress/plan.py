@@ -94,7 +94,3 @@ def deep_network(c: Mapping, name: str, width: int | None = None) -> dict:
     return {"name": name, "kind": "imagenet", "arch": name, "resize": i["resize"], "crop": i["crop"],
             "images": i["images"], "retrain_images": i["retrain_images"], "seed": c["seed"]}
 
-
-def kept_fraction(keep: Mapping[str, float], sizes: Mapping[str, int]) -> float:
-    """The share of all weights that layer-wise pruning keeps, ``sizes`` being each layer's weight count."""
-    return sum(keep[name] * n for name, n in sizes.items()) / sum(sizes.values())
