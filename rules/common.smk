@@ -106,7 +106,9 @@ def all_downloads():
     deep = config.get("compress", {}).get("deep", {})
     models = deep.get("imagenet", {}).get("models", {})
     entries += [  # the ImageNet networks Deep Compression runs on, unless a local copy stands in
-        models[name]["weights"] for name in deep.get("networks", []) if name in models and not models[name]["local_weights"]
+        models[name]["weights"]
+        for name in deep.get("networks", [])
+        if name in models and not models[name]["local_weights"]
     ]
     return entries
 

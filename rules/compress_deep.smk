@@ -9,49 +9,20 @@ COMPRESS_DEEP_SOURCE = compress_plan.prune_run(COMPRESS, COMPRESS["deep"]["spars
 COMPRESS_DEEP_NETWORKS = compress_plan.deep_networks(COMPRESS)
 COMPRESS_DEEP_IMAGENET = COMPRESS["deep"]["imagenet"]
 compress_plan.check_deep_networks(COMPRESS)
-TRAINING_RUNS["compress"] = lambda: COMPRESS_RUNS + [f"{COMPRESS_DEEP}/shared"] + [  # the re-trainings
-    run for name in COMPRESS_DEEP_NETWORKS
-    for run in (str(Path(deep_sources(name)["pruned"]).parent), f"{COMPRESS_DEEP}/{name}/shared")
-]
-
-
-def deep_imagenet_weights(name):
-    """An ImageNet network's weights: the local copy, or the verified download (rule data_download)."""
-    model = COMPRESS_DEEP_IMAGENET["models"][name]
-    return model["local_weights"] or download_path(model["weights"])
-
-
-def deep_sources(name):
-    """What the chain of network ``name`` reads: its dense weights, its pruned model and its data."""
-    if name in compress_plan.IMAGENET_NETWORKS:
-        return {"dense": deep_imagenet_weights(name), "pruned": f"{COMPRESS_DEEP}/{name}/prune/checkpoint.pt",
-                "data": COMPRESS_DEEP_IMAGENET["val"]}
-    return {"dense": OPTIMUS_RUNS.format(arch=name, device=COMPRESS["device"], seed=COMPRESS["seed"]) + "/checkpoint.pt",
-            "pruned": compress_plan.prune_run({**COMPRESS, "arch": name}, COMPRESS["deep"]["sparsity"]) + "/checkpoint.pt",
-            "data": "resources/data/cifar10"}
-
-
-def deep_settings(name):
-    """A network's params: the network (dlperf.compress.networks), its pruned sparsity (None: measured, for layer-wise
-    pruning), its evaluation batch, and the centroids' re-training."""
-    if name in compress_plan.IMAGENET_NETWORKS:
-        i = COMPRESS_DEEP_IMAGENET
-        return {"network": compress_plan.deep_network(COMPRESS, name), "sparsity": None,
-                "eval_batch_size": i["eval_batch_size"], "train": i["train"], "n_train": None}
-    return {"network": compress_plan.deep_network(COMPRESS, name, optimus_plan.imagenet_width(OPTIMUS, name)),
-            "sparsity": COMPRESS["deep"]["sparsity"], "eval_batch_size": COMPRESS["quantize"]["eval_batch_size"],
-            "train": COMPRESS["deep"]["train"], "n_train": COMPRESS["deep"]["n_train"]}
-
-
-COMPRESS_DEEP_MAIN = deep_settings(COMPRESS["arch"])
-DEEP_NETWORK_PARAMS = {  # deep_settings of the {network} wildcard, one param each
-    key: (lambda wildcards, key=key: deep_settings(wildcards.network)[key]) for key in COMPRESS_DEEP_MAIN
+TRAINING_RUNS["compress"] = (
+    lambda: COMPRESS_RUNS + [f"{COMPRESS_DEEP}/shared"] + compress_plan.deep_training_runs(COMPRESS)
+)
+COMPRESS_DEEP_MAIN = compress_plan.deep_settings(COMPRESS, OPTIMUS, COMPRESS["arch"])
+COMPRESS_DEEP_MAIN_SOURCES = compress_plan.deep_sources(COMPRESS, COMPRESS["arch"])
+DEEP_NETWORK_PARAMS = {  # compress_plan.deep_settings of the {network} wildcard, one param each
+    key: (lambda wildcards, key=key: compress_plan.deep_settings(COMPRESS, OPTIMUS, wildcards.network)[key])
+    for key in COMPRESS_DEEP_MAIN
 }
 
 
 rule compress_deep_pruned:
     input:
-        **deep_sources(COMPRESS["arch"]),
+        **COMPRESS_DEEP_MAIN_SOURCES,
     output:
         dense=f"{COMPRESS_DEEP}/dense.pt",
         file=f"{COMPRESS_DEEP}/pruned.dlpf",
@@ -64,17 +35,17 @@ rule compress_deep_pruned:
         CONDA_ENV
     threads: config["threads"]
     params:
-        deep=COMPRESS["deep"],
         **COMPRESS_DEEP_MAIN,
+        deep=COMPRESS["deep"],
     script:
         "../scripts/compress_deep_pruned.py"
 
 
 rule compress_deep_shared:
     input:
-        pruned=deep_sources(COMPRESS["arch"])["pruned"],
+        pruned=COMPRESS_DEEP_MAIN_SOURCES["pruned"],
         dense=rules.compress_deep_pruned.output.dense,
-        data=deep_sources(COMPRESS["arch"])["data"],
+        data=COMPRESS_DEEP_MAIN_SOURCES["data"],
         peak=peak_of(COMPRESS["device"]),
     output:
         file=f"{COMPRESS_DEEP}/shared.dlpf",
@@ -96,10 +67,10 @@ rule compress_deep_shared:
         slurm_partition=slurm_partition(COMPRESS["device"]),
         gpu_model=gpu_model(COMPRESS["device"]),
     params:
+        **COMPRESS_DEEP_MAIN,
         run="deep-shared",
         seed=COMPRESS["seed"],
         deep=COMPRESS["deep"],
-        **COMPRESS_DEEP_MAIN,
         accelerator=device_accelerator(COMPRESS["device"]),
         state_dir=f"{COMPRESS_DEEP}/shared/resume",
     script:
@@ -108,10 +79,10 @@ rule compress_deep_shared:
 
 rule compress_deep_huffman:
     input:
-        pruned=deep_sources(COMPRESS["arch"])["pruned"],
+        pruned=COMPRESS_DEEP_MAIN_SOURCES["pruned"],
         codes=rules.compress_deep_shared.output.codes,
         dense=rules.compress_deep_pruned.output.dense,
-        data=deep_sources(COMPRESS["arch"])["data"],
+        data=COMPRESS_DEEP_MAIN_SOURCES["data"],
     output:
         file=f"{COMPRESS_DEEP}/huffman.dlpf",
         stage=f"{COMPRESS_DEEP}/huffman.json",
@@ -124,8 +95,8 @@ rule compress_deep_huffman:
         CONDA_ENV
     threads: config["threads"]
     params:
-        deep=COMPRESS["deep"],
         **COMPRESS_DEEP_MAIN,
+        deep=COMPRESS["deep"],
     script:
         "../scripts/compress_deep_huffman.py"
 
@@ -135,7 +106,7 @@ rule compress_deep_huffman:
 # that are never scored; what compress_prune does for a CIFAR ResNet.
 rule compress_deep_prune:
     input:
-        weights=lambda wildcards: deep_imagenet_weights(wildcards.network),
+        weights=lambda wildcards: compress_plan.deep_imagenet_weights(COMPRESS, wildcards.network),
         data=lambda wildcards: COMPRESS_DEEP_IMAGENET["val"],
         peak=peak_of(COMPRESS["device"]),
     output:
@@ -160,7 +131,7 @@ rule compress_deep_prune:
         slurm_partition=slurm_partition(COMPRESS["device"]),
         gpu_model=gpu_model(COMPRESS["device"]),
     params:
-        network=lambda wildcards: deep_settings(wildcards.network)["network"],
+        network=lambda wildcards: compress_plan.deep_settings(COMPRESS, OPTIMUS, wildcards.network)["network"],
         model=lambda wildcards: COMPRESS_DEEP_IMAGENET["models"][wildcards.network],
         train=COMPRESS_DEEP_IMAGENET["prune_train"],
         eval_batch_size=COMPRESS_DEEP_IMAGENET["eval_batch_size"],
@@ -174,7 +145,7 @@ rule compress_deep_prune:
 # The chain on each of compress.deep.networks, under results/compress/deep/<network>/: the rules above, on its files.
 use rule compress_deep_pruned as compress_deep_network_pruned with:
     input:
-        unpack(lambda wildcards: deep_sources(wildcards.network)),
+        unpack(lambda wildcards: compress_plan.deep_sources(COMPRESS, wildcards.network)),
     output:
         dense=f"{COMPRESS_DEEP}/{{network}}/dense.pt",
         file=f"{COMPRESS_DEEP}/{{network}}/pruned.dlpf",
@@ -186,15 +157,15 @@ use rule compress_deep_pruned as compress_deep_network_pruned with:
     wildcard_constraints:
         network="resnet[0-9]+|" + "|".join(compress_plan.IMAGENET_NETWORKS),
     params:
-        deep=COMPRESS["deep"],
         **DEEP_NETWORK_PARAMS,
+        deep=COMPRESS["deep"],
 
 
 use rule compress_deep_shared as compress_deep_network_shared with:
     input:
-        pruned=lambda wildcards: deep_sources(wildcards.network)["pruned"],
+        pruned=lambda wildcards: compress_plan.deep_sources(COMPRESS, wildcards.network)["pruned"],
         dense=f"{COMPRESS_DEEP}/{{network}}/dense.pt",
-        data=lambda wildcards: deep_sources(wildcards.network)["data"],
+        data=lambda wildcards: compress_plan.deep_sources(COMPRESS, wildcards.network)["data"],
         peak=peak_of(COMPRESS["device"]),
     output:
         file=f"{COMPRESS_DEEP}/{{network}}/shared.dlpf",
@@ -211,20 +182,20 @@ use rule compress_deep_shared as compress_deep_network_shared with:
     wildcard_constraints:
         network="resnet[0-9]+|" + "|".join(compress_plan.IMAGENET_NETWORKS),
     params:
+        **DEEP_NETWORK_PARAMS,
         run=lambda wildcards: f"deep-{wildcards.network}-shared",
         seed=COMPRESS["seed"],
         deep=COMPRESS["deep"],
-        **DEEP_NETWORK_PARAMS,
         accelerator=device_accelerator(COMPRESS["device"]),
         state_dir=f"{COMPRESS_DEEP}/{{network}}/shared/resume",
 
 
 use rule compress_deep_huffman as compress_deep_network_huffman with:
     input:
-        pruned=lambda wildcards: deep_sources(wildcards.network)["pruned"],
+        pruned=lambda wildcards: compress_plan.deep_sources(COMPRESS, wildcards.network)["pruned"],
         codes=f"{COMPRESS_DEEP}/{{network}}/shared/codes.pt",
         dense=f"{COMPRESS_DEEP}/{{network}}/dense.pt",
-        data=lambda wildcards: deep_sources(wildcards.network)["data"],
+        data=lambda wildcards: compress_plan.deep_sources(COMPRESS, wildcards.network)["data"],
     output:
         file=f"{COMPRESS_DEEP}/{{network}}/huffman.dlpf",
         stage=f"{COMPRESS_DEEP}/{{network}}/huffman.json",
@@ -236,16 +207,19 @@ use rule compress_deep_huffman as compress_deep_network_huffman with:
     wildcard_constraints:
         network="resnet[0-9]+|" + "|".join(compress_plan.IMAGENET_NETWORKS),
     params:
-        deep=COMPRESS["deep"],
         **DEEP_NETWORK_PARAMS,
+        deep=COMPRESS["deep"],
 
 
 rule compress_deep_stages:
     input:
         stages=[f"{COMPRESS_DEEP}/{stage}.json" for stage in ("pruned", "shared", "huffman")],
         formula=rules.compress_deep_huffman.output.formula,
-        networks=[f"{COMPRESS_DEEP}/{name}/{stage}.json" for name in COMPRESS_DEEP_NETWORKS
-                  for stage in ("pruned", "shared", "huffman")],
+        networks=[
+            f"{COMPRESS_DEEP}/{name}/{stage}.json"
+            for name in COMPRESS_DEEP_NETWORKS
+            for stage in ("pruned", "shared", "huffman")
+        ],
         network_formulas=[f"{COMPRESS_DEEP}/{name}/formula.csv" for name in COMPRESS_DEEP_NETWORKS],
         code=render_code("compress_deep_stages"),
     output:

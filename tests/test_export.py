@@ -233,4 +233,7 @@ def test_the_load_test_counts_every_request_and_the_batches_the_server_merged(se
     assert result["requests"] == 6 and result["throughput_rps"] > 0
     assert 0 < result["p50_ms"] <= result["p99_ms"]
     assert 1 <= result["mean_batch"] <= 3
-    assert KServeClient(served.url).statistics("ssd")["model_stats"][0]["inference_count"] == before + 3 + 6
+    # the server saw each client's warm-up, the ramp of one answer a client, the 6 timed, and at most one more from
+    # each other client, in flight when the window closed
+    served_requests = KServeClient(served.url).statistics("ssd")["model_stats"][0]["inference_count"] - before
+    assert 3 + 3 + 6 <= served_requests <= 3 + 3 + 6 + 2

@@ -1,7 +1,10 @@
 """The compress study's plan, from its config section: its pruning and distillation runs and what each reads."""
 from __future__ import annotations
 
+from pathlib import PurePosixPath
 from typing import Mapping
+
+from dlperf.optimus import plan as optimus_plan
 
 PRUNE_RUNS = "results/compress/prune/{arch}-{device}-s{seed}-sp{sparsity}"
 DEEP = "results/compress/deep"   # Deep Compression's stage files, one rule each
@@ -94,3 +97,38 @@ def deep_network(c: Mapping, name: str, width: int | None = None) -> dict:
     return {"name": name, "kind": "imagenet", "arch": name, "resize": i["resize"], "crop": i["crop"],
             "images": i["images"], "retrain_images": i["retrain_images"], "seed": c["seed"]}
 
+
+
+def deep_imagenet_weights(c: Mapping, name: str) -> str:
+    """An ImageNet network's weights: its local copy, or the verified download (rule data_download's file)."""
+    model = c["deep"]["imagenet"]["models"][name]
+    return model["local_weights"] or f"resources/downloads/{PurePosixPath(model['weights']['url']).name}"
+
+
+def deep_sources(c: Mapping, name: str) -> dict[str, str]:
+    """What the chain of network ``name`` reads: its dense weights, its pruned model and its data."""
+    if name in IMAGENET_NETWORKS:
+        return {"dense": deep_imagenet_weights(c, name), "pruned": f"{DEEP}/{name}/prune/checkpoint.pt",
+                "data": c["deep"]["imagenet"]["val"]}
+    dense = optimus_plan.RUNS.format(arch=name, device=c["device"], seed=c["seed"])
+    pruned = prune_run({**c, "arch": name}, c["deep"]["sparsity"])
+    return {"dense": f"{dense}/checkpoint.pt", "pruned": f"{pruned}/checkpoint.pt", "data": "resources/data/cifar10"}
+
+
+def deep_settings(c: Mapping, o: Mapping, name: str) -> dict:
+    """The params of network ``name``'s chain (``o``: the optimus section): the network
+    (:mod:`dlperf.compress.networks`), its pruned sparsity (None: measured, for layer-wise pruning), its evaluation
+    batch, and the centroids' re-training."""
+    if name in IMAGENET_NETWORKS:
+        i = c["deep"]["imagenet"]
+        return {"network": deep_network(c, name), "sparsity": None, "eval_batch_size": i["eval_batch_size"],
+                "train": i["train"], "n_train": None}
+    return {"network": deep_network(c, name, optimus_plan.imagenet_width(o, name)), "sparsity": c["deep"]["sparsity"],
+            "eval_batch_size": c["quantize"]["eval_batch_size"], "train": c["deep"]["train"],
+            "n_train": c["deep"]["n_train"]}
+
+
+def deep_training_runs(c: Mapping) -> list[str]:
+    """The training runs of compress.deep.networks: each one's pruning and its centroids' re-training."""
+    return [run for name in deep_networks(c)
+            for run in (str(PurePosixPath(deep_sources(c, name)["pruned"]).parent), f"{DEEP}/{name}/shared")]
