@@ -5,7 +5,6 @@
 # ResNet, or torchvision's ImageNet AlexNet or VGG-16, pruned layer by layer as Han et al. did (compress_deep_prune).
 
 COMPRESS_DEEP = compress_plan.DEEP
-COMPRESS_DEEP_SOURCE = compress_plan.prune_run(COMPRESS, COMPRESS["deep"]["sparsity"])
 COMPRESS_DEEP_NETWORKS = compress_plan.deep_networks(COMPRESS)
 COMPRESS_DEEP_IMAGENET = COMPRESS["deep"]["imagenet"]
 compress_plan.check_deep_networks(COMPRESS)

@@ -215,7 +215,7 @@ class DynamicBatcher:
         except Exception as caught:
             error = caught
         job.compute_s = time.monotonic() - job.started
-        if job.lead is not None and job is job.lead[0]:
+        if job.lead is not None:   # the leader keeps its own answer; it returns it itself
             job.outputs, job.error = outputs, error
         else:
             job.answer(outputs, error)
