@@ -55,6 +55,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--drain-timeout", type=float, default=ServerLimits.drain_timeout,
                         help="on SIGTERM, seconds in-flight requests get to finish before they are cancelled "
                              "(default: 30)")
+    parser.add_argument("--event-loops", type=int, default=ServerLimits.event_loops,
+                        help="HTTP event loops, each in its own thread, sharing the port; a small request to a free, "
+                             "quick model runs on its loop, without a hop to the thread pool (default: 4)")
     parser.add_argument("--default-model", help="model served by /score and the name 'default' "
                                                 "(default: the only model, if there is one)")
     parser.add_argument("--intra-op-threads", type=int, default=0,
@@ -89,7 +92,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         server = InferenceServer(repository, args.host, args.port, limits=_limits(args), server_limits=ServerLimits(
             limit_concurrency=args.limit_concurrency, header_timeout=args.header_timeout, keep_alive=args.keep_alive,
-            lame_duck=args.lame_duck, drain_timeout=args.drain_timeout))
+            lame_duck=args.lame_duck, drain_timeout=args.drain_timeout, event_loops=args.event_loops))
     except OSError as error:
         repository.close()
         sys.exit(f"error: cannot listen on {args.host}:{args.port}: {error.strerror or error}")

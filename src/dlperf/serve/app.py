@@ -18,9 +18,12 @@ A path no route matches is 404; a path that exists for another method is 405 wit
 from __future__ import annotations
 
 import asyncio
+import collections
+import itertools
 import json
 import logging
 import re
+import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -56,7 +59,14 @@ ROUTES = tuple((method, re.compile(pattern), action) for method, pattern, action
     ("POST", r"/v2/repository/index", "v2_index"),
     ("GET", r"/metrics", "metrics"),
 ))
-_ON_THE_POOL = {"score", "predict", "v2_infer"}   # parse a body and run a model: never on the event loop
+_HEAVY = {"score", "predict", "v2_infer"}   # parse a body and run a model
+# A heavy request runs on its event loop, not on the thread pool, when its body is small and its model can run it
+# at once (a run free) and quickly (by its recent runs): handing it to a pool thread and back costs two thread
+# wake-ups, a fifth of the small SSD's time per request. The loop's other connections wait meanwhile, at most
+# about INLINE_COMPUTE_S; anything longer, or a request that would queue for a batch, goes to the pool. The server
+# runs several loops (server.py), so a few busy clients are served in parallel, each without a hand-off.
+INLINE_BODY_BYTES = 256 * 1024
+INLINE_COMPUTE_S = 0.002
 
 
 @dataclass(frozen=True)
@@ -127,35 +137,44 @@ class _Closing(ServeError):
 
 
 class ByteBudget:
-    """Bytes of request bodies the server holds at once; a request waits until its share is free."""
+    """Bytes of request bodies the server holds at once, shared by its event loops; a request that does not fit
+    waits, in arrival order, until its share is free."""
 
     def __init__(self, capacity: int):
-        self.capacity, self.used, self._waiting = capacity, 0, 0   # all on one event loop: no lock needed to count
-        self._freed = asyncio.Condition()
+        self.capacity, self.used = capacity, 0
+        self._lock = threading.Lock()
+        self._waiting: collections.deque[tuple[int, asyncio.AbstractEventLoop, asyncio.Future]] = collections.deque()
 
     async def acquire(self, size: int, timeout: float) -> None:
-        if self.used + size <= self.capacity and not self._waiting:   # the common case: no lock, no task, no wait
-            self.used += size
-            return
-        self._waiting += 1
+        with self._lock:
+            if self.used + size <= self.capacity and not self._waiting:   # the common case: no future, no wait
+                self.used += size
+                return
+            loop = asyncio.get_running_loop()
+            entry = (size, loop, loop.create_future())
+            self._waiting.append(entry)
         try:
-            await self._wait(size, timeout)
-        finally:
-            self._waiting -= 1
+            async with asyncio.timeout(timeout):
+                await entry[2]
+        except TimeoutError:
+            with self._lock:
+                if entry not in self._waiting:   # granted as the wait timed out: the bytes are this request's
+                    return
+                self._waiting.remove(entry)
+            raise ServeError(503, f"server busy: {self.used} bytes of request bodies in flight") from None
 
-    async def _wait(self, size: int, timeout: float) -> None:
-        async with self._freed:
-            try:
-                await asyncio.wait_for(self._freed.wait_for(lambda: self.used + size <= self.capacity), timeout)
-            except TimeoutError:
-                raise ServeError(503, f"server busy: {self.used} bytes of request bodies in flight") from None
-            self.used += size
+    def release(self, size: int) -> None:
+        with self._lock:
+            self.used -= size
+            while self._waiting and self.used + self._waiting[0][0] <= self.capacity:
+                granted, loop, future = self._waiting.popleft()
+                self.used += granted
+                loop.call_soon_threadsafe(_grant, future)
 
-    async def release(self, size: int) -> None:
-        self.used -= size
-        if self._waiting:
-            async with self._freed:
-                self._freed.notify_all()
+
+def _grant(future: asyncio.Future) -> None:
+    if not future.done():   # a wait that timed out was cancelled
+        future.set_result(None)
 
 
 class InferenceApp:
@@ -167,7 +186,13 @@ class InferenceApp:
         models = {name: repository.versions(name) for name in repository.names}
         self.openapi = json.dumps(openapi_document(models, repository.default_model)).encode()
         self.pool = ThreadPoolExecutor(limits.workers, thread_name_prefix="serve")
-        self._budget: ByteBudget | None = None   # made on the event loop that uses it
+        self._budget = ByteBudget(limits.inflight_bytes)
+        # Request ids: a random UUID's first 20 hex digits and a count, a UUID unique to each response at a
+        # tenth of uuid4's cost (os.urandom and a UUID object per response cost the small SSD 4 % of its rate).
+        self._id_prefix, self._ids = str(uuid.uuid4())[:24].encode(), itertools.count()
+
+    def _request_id(self) -> bytes:
+        return b"%s%012x" % (self._id_prefix, next(self._ids) & 0xFFFFFFFFFFFF)
 
     def close(self) -> None:
         self.pool.shutdown(wait=True)
@@ -182,7 +207,7 @@ class InferenceApp:
         request = Request(method, path, headers)
         try:
             action, params = route(method, path)
-            if action in _ON_THE_POOL:
+            if action in _HEAVY:
                 reply = await self._heavy(request, receive, action, params)
             else:
                 reply = getattr(self, "_" + action)(request, **params)
@@ -202,15 +227,24 @@ class InferenceApp:
     async def _heavy(self, request: Request, receive, action: str, params: dict[str, str]) -> Reply:
         size = self._declared_length(request.headers)
         cost = min(self._cost(request, action, size), self.limits.inflight_bytes)   # past the budget: admitted alone
-        if self._budget is None:
-            self._budget = ByteBudget(self.limits.inflight_bytes)
         await self._budget.acquire(cost, self.limits.admission_timeout)
         try:
             request.body = await self._read_body(receive, size)
             handler = getattr(self, "_" + action)
+            if len(request.body) <= INLINE_BODY_BYTES and self._quick(action, params):
+                return handler(request, **params)
             return await asyncio.get_running_loop().run_in_executor(self.pool, lambda: handler(request, **params))
         finally:
-            await self._budget.release(cost)
+            self._budget.release(cost)
+
+    def _quick(self, action: str, params: dict[str, str]) -> bool:
+        """Whether the request's model would run it at once and, by its recent runs, quickly."""
+        try:
+            model = (self.repository.get(params["name"], params.get("version")) if action == "v2_infer"
+                     else self.repository.ort_model(params.get("name", "default"), params.get("version")))
+        except ServeError:
+            return False   # the handler answers it, on the pool
+        return model.free() and model.recent_compute_s <= INLINE_COMPUTE_S
 
     @staticmethod
     def _cost(request: Request, action: str, size: int) -> int:
@@ -258,7 +292,7 @@ class InferenceApp:
 
     async def _send(self, send, request: Request, reply: Reply) -> None:
         headers = [(b"server", SERVER.encode()), (b"content-length", str(len(reply.body)).encode()),
-                   (b"x-ms-request-id", str(uuid.uuid4()).encode())]
+                   (b"x-ms-request-id", self._request_id())]
         if reply.content_type:
             headers.append((b"content-type", reply.content_type.encode()))
         client_id = request.headers.get("x-ms-client-request-id")

@@ -143,6 +143,11 @@ class DynamicBatcher:
         return job.outputs, max(0.0, job.started - job.arrived), job.compute_s
 
     @property
+    def free(self) -> bool:
+        """Whether a request now would run at once (a run free, so nobody queued); read without the lock."""
+        return self._free > 0
+
+    @property
     def queued(self) -> int:
         """Requests waiting for a run to become free: what the next batch will be made of."""
         with self._lock:

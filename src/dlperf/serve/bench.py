@@ -181,7 +181,7 @@ def interleaved_load_tests(servers: Mapping[str, RunningServer], model: str, bat
 def batching_modes(cores: int) -> dict[str, list[str]]:
     """The two servers compared, as ``python -m dlperf.serve`` flags: without batching (a request runs on its own
     worker thread, so concurrent ones spread over every core) and with it, one more run than ``cores`` in flight."""
-    return {"off": ["--no-batching"], "dynamic": ["--instances", str(cores + 1)]}
+    return {"off": ["--no-batching"], "dynamic": ["--instances", str(cores + 3)]}
 
 
 def compare_batching(repository, model: str, image_size: int, clients: Iterable[int], requests: int, rounds: int,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import re
 import time
 from dataclasses import dataclass
@@ -99,6 +100,7 @@ class ModelVersion:
         self.inputs = tuple(_spec(arg, path) for arg in self.session.get_inputs())
         self.outputs = tuple(_spec(arg, path) for arg in self.session.get_outputs())
         self.stats = Stats()
+        self.recent_compute_s = math.inf   # a running mean of the last runs' compute times; none yet
         self._batch_dim = max_batch_size > 0 and all(s.shape[:1] == (None,) for s in self.inputs)
         batchable = (options.batching and max_batch_size > 1 and self._batch_dim
                      and all(s.shape[:1] == (None,) for s in self.outputs))
@@ -124,7 +126,13 @@ class ModelVersion:
             self.stats.record_request(False, time.perf_counter_ns() - start)
             raise
         self.stats.record_request(True, time.perf_counter_ns() - start, int(queue_s * 1e9), int(compute_s * 1e9))
+        recent = self.recent_compute_s
+        self.recent_compute_s = compute_s if recent == math.inf else 0.8 * recent + 0.2 * compute_s
         return {name: outputs[name] for name in names}
+
+    def free(self) -> bool:
+        """Whether a request now would run at once, without queueing for a run (always, without batching)."""
+        return self._batcher is None or self._batcher.free
 
     def metadata(self, versions: Sequence[int]) -> dict:
         """KServe V2 model metadata."""
