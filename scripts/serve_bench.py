@@ -4,10 +4,9 @@ full-size SSD; and ORT against PyTorch eager at batch 1, in-process, for the ser
 run side by side and are load-tested in turn, `rounds` times at each number of clients.
 
 Both servers get the same compute: every core this process may use, one onnxruntime thread per run. Without batching,
-each request runs on its own worker thread, so concurrent requests spread over every core; with batching, one more run
-than cores is in flight at once (model instances), so that a core stays busy while a worker waits for Python's GIL to
-hand out a batch's results and gather the next batch (measured on 2 cores: with only as many runs as cores, 1-11 %
-less throughput at 4 and 16 clients in 8 paired runs)."""
+each request runs at once, so concurrent requests spread over every core; with batching, one more run than the larger
+of cores and the server's event loops is in flight at once (model instances; dlperf.serve.bench.batching_modes says
+why, with the figures)."""
 from pathlib import Path
 
 import numpy as np

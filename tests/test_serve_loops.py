@@ -1,0 +1,198 @@
+"""The HTTP front's fast path (issue 22's "performance doesn't regress"): several event loops share the port, a small
+request to a free, quick model runs on its loop without a hop to the thread pool, each response leaves in one write,
+and the body budget is shared by the loops. Servers run for real on 127.0.0.1.
+"""
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from dlperf.serve import KServeClient, OrtServerClient, ServeError
+from dlperf.serve import app
+from dlperf.serve.app import ByteBudget
+from dlperf.serve.server import _OneWrite
+from serve_fixtures import ServerLimits, running_server, tiny_ssd, write_repository
+
+MODEL = "tiny_ssd"
+IMAGE = {"input": np.zeros((1, 3, 8, 8), np.float32)}
+
+
+@pytest.fixture(scope="module")
+def repository(tmp_path_factory):
+    return write_repository(tmp_path_factory.mktemp("models"), {MODEL: {1: tiny_ssd(seed=3)}})
+
+
+def threads_that_ran(live, model, ask, times: int) -> set[str]:
+    """The names of the threads that ran ``model``'s onnxruntime session for ``times`` calls of ``ask``."""
+    names, run = set(), model._run
+
+    def recording(feeds):
+        names.add(threading.current_thread().name)
+        return run(feeds)
+
+    model._run = recording
+    if model._batcher is not None:
+        model._batcher._run = recording
+    try:
+        for _ in range(times):
+            ask()
+    finally:
+        model._run = run
+        if model._batcher is not None:
+            model._batcher._run = run
+    return names
+
+
+@pytest.mark.parametrize("batching", [True, False])
+def test_a_small_request_to_a_quick_idle_model_runs_on_its_event_loop_not_the_pool(repository, batching):
+    with running_server(repository, batching=batching) as live:
+        model = live.repository.get(MODEL)
+        client = KServeClient(live.url)
+        assert threads_that_ran(live, model, lambda: client.infer(MODEL, IMAGE), 1) <= {
+            f"serve_{i}" for i in range(64)}, "a model with no runs yet is not known to be quick: the pool runs it"
+        ran = threads_that_ran(live, model, lambda: client.infer(MODEL, IMAGE), 5)
+        assert not any(name.startswith("serve") for name in ran), ran
+        ort = OrtServerClient(live.url)
+        ran = threads_that_ran(live, model, lambda: ort.predict(MODEL, IMAGE), 3)
+        assert not any(name.startswith("serve") for name in ran), ran
+
+
+def test_a_slow_model_or_a_large_body_goes_to_the_pool(repository, monkeypatch):
+    with running_server(repository) as live:
+        model = live.repository.get(MODEL)
+        client = KServeClient(live.url)
+        client.infer(MODEL, IMAGE)
+        model.recent_compute_s = 1.0   # as if its runs took a second: the loop would stall its other connections
+        ran = threads_that_ran(live, model, lambda: client.infer(MODEL, IMAGE), 1)
+        assert all(name.startswith("serve") for name in ran), ran
+        model.recent_compute_s = 0.0
+        assert not any(name.startswith("serve") for name in threads_that_ran(
+            live, model, lambda: client.infer(MODEL, IMAGE), 1))
+        monkeypatch.setattr(app, "INLINE_BODY_BYTES", 512)   # the image's 768 bytes are now a large body
+        ran = threads_that_ran(live, model, lambda: client.infer(MODEL, IMAGE), 1)
+        assert all(name.startswith("serve") for name in ran), ran
+
+
+def test_a_request_that_would_queue_for_a_batch_goes_to_the_pool(repository):
+    with running_server(repository) as live:
+        model = live.repository.get(MODEL)
+        client = KServeClient(live.url)
+        client.infer(MODEL, IMAGE)
+        model._batcher._free = 0   # every run taken: the request would wait for one, so it must not wait on a loop
+        threading.Timer(0.3, model._batcher._release).start()   # the run "ends", handing itself to the queued request
+        ran = threads_that_ran(live, model, lambda: client.infer(MODEL, IMAGE), 1)
+        assert all(name.startswith("serve") for name in ran), ran
+        assert model._batcher.free
+
+
+def test_the_event_loops_share_the_port_and_stop_together(repository):
+    before = {t.name for t in threading.enumerate()}
+    with running_server(repository, server_limits=ServerLimits(event_loops=3)) as live:
+        deadline = time.monotonic() + 5
+        while len([t for t in threading.enumerate() if t.name.startswith("http-loop-")]) < 2:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        clients = [KServeClient(live.url) for _ in range(12)]
+        for client in clients:   # twelve connections, served by whichever loop accepted each
+            assert client.infer(MODEL, IMAGE)["scores"].shape[0] == 1
+    assert not [t for t in threading.enumerate() if t.name.startswith("http-loop-") and t.name not in before]
+    with pytest.raises(OSError):
+        socket.create_connection(live.url.removeprefix("http://").rsplit(":", 1), timeout=2).close()
+
+
+class RecordingTransport:
+    def __init__(self):
+        self.writes, self.closed = [], False
+
+    def write(self, data: bytes) -> None:
+        self.writes.append(bytes(data))
+
+    def close(self) -> None:
+        self.closed = True
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+
+def cycle(length: int, chunked: bool = False) -> SimpleNamespace:
+    return SimpleNamespace(response_started=True, response_complete=False, expected_content_length=length,
+                           chunked_encoding=chunked)
+
+
+def test_a_response_head_is_held_until_its_body_so_both_leave_in_one_write():
+    transport = RecordingTransport()
+    view = _OneWrite(transport, cycle(5))
+    view.write(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n")
+    assert transport.writes == []
+    view.write(b"hello")
+    assert transport.writes == [b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello"]
+    assert view.is_closing() is False   # everything else is the transport's own
+
+
+def test_a_head_without_a_body_to_follow_is_not_held_and_a_held_one_leaves_on_flush_or_close():
+    for unheld in (cycle(0), cycle(5, chunked=True)):
+        transport = RecordingTransport()
+        _OneWrite(transport, unheld).write(b"HTTP/1.1 204 No Content\r\n\r\n")
+        assert transport.writes == [b"HTTP/1.1 204 No Content\r\n\r\n"]
+    transport = RecordingTransport()
+    head_only = _OneWrite(transport, cycle(5))   # HEAD: the body is never written
+    head_only.write(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n")
+    head_only.flush()
+    assert transport.writes == [b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n"]
+    transport = RecordingTransport()
+    closing = _OneWrite(transport, cycle(5))
+    closing.write(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n")
+    closing.close()
+    assert transport.writes and transport.closed
+
+
+def test_a_head_request_gets_its_head_from_the_live_server(repository):
+    with running_server(repository) as live:
+        host, port = live.url.removeprefix("http://").rsplit(":", 1)
+        with socket.create_connection((host, int(port)), timeout=10) as conn:
+            conn.sendall(b"HEAD /v2/health/ready HTTP/1.1\r\nHost: x\r\n\r\n"
+                         b"HEAD /v2 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            data = b""
+            while chunk := conn.recv(65536):
+                data += chunk
+        heads = data.split(b"\r\n\r\n")
+        assert heads[0].startswith(b"HTTP/1.1 200") and heads[1].startswith(b"HTTP/1.1 200"), data
+        assert b"content-length: 0" in heads[0].lower() and b'"extensions"' not in data   # no body after a HEAD
+
+
+def run_loop_in_thread() -> tuple[asyncio.AbstractEventLoop, threading.Thread]:
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    return loop, thread
+
+
+def test_the_body_budget_is_shared_by_event_loops_and_hands_freed_bytes_to_the_oldest_waiter():
+    budget = ByteBudget(100)
+    (one, t1), (two, t2) = run_loop_in_thread(), run_loop_in_thread()
+    try:
+        asyncio.run_coroutine_threadsafe(budget.acquire(80, 5), one).result(5)
+        waiting = asyncio.run_coroutine_threadsafe(budget.acquire(50, 5), two)
+        time.sleep(0.1)
+        assert not waiting.done() and budget.used == 80
+        later = asyncio.run_coroutine_threadsafe(budget.acquire(10, 5), one)   # would fit, but must not overtake
+        time.sleep(0.1)
+        assert not later.done()
+        budget.release(80)
+        waiting.result(5)
+        later.result(5)
+        assert budget.used == 60
+        with pytest.raises(ServeError) as refused:
+            asyncio.run_coroutine_threadsafe(budget.acquire(100, 0.2), two).result(5)
+        assert refused.value.status == 503 and budget.used == 60 and not budget._waiting
+    finally:
+        for loop, thread in ((one, t1), (two, t2)):
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join()
+            loop.close()
