@@ -4,9 +4,8 @@ full-size SSD; and ORT against PyTorch eager at batch 1, in-process, for the ser
 run side by side and are load-tested in turn, `rounds` times at each number of clients.
 
 Both servers get the same compute: every core this process may use, one onnxruntime thread per run. Without batching,
-each request runs at once, so concurrent requests spread over every core; with batching, one more run than the larger
-of cores and the server's event loops is in flight at once (model instances; dlperf.serve.bench.batching_modes says
-why, with the figures)."""
+each request runs at once, so concurrent requests spread over every core; with batching, one more run than cores is
+in flight at once (model instances; dlperf.serve.bench.batching_modes says why, with the figures)."""
 from pathlib import Path
 
 import numpy as np

@@ -60,11 +60,12 @@ ROUTES = tuple((method, re.compile(pattern), action) for method, pattern, action
     ("GET", r"/metrics", "metrics"),
 ))
 _HEAVY = {"score", "predict", "v2_infer"}   # parse a body and run a model
-# A heavy request runs on its event loop, not on the thread pool, when its body is small and its model can run it
-# at once (a run free) and quickly (by its recent runs): handing it to a pool thread and back costs two thread
-# wake-ups, a fifth of the small SSD's time per request. The loop's other connections wait meanwhile, at most
-# about INLINE_COMPUTE_S; anything longer, or a request that would queue for a batch, goes to the pool. The server
-# runs several loops (server.py), so a few busy clients are served in parallel, each without a hand-off.
+# A heavy request runs on its event loop, not on the thread pool, when its body is small and its model runs
+# quickly (by its recent runs): handing it to a pool thread and back costs two thread wake-ups, a fifth of the small
+# SSD's time per request. If every run of a batching model is busy, it waits on the loop for the next (and leads or
+# joins that batch), unless the model's batch delay is longer than a quick run. The loop's other connections wait
+# meanwhile, for about INLINE_COMPUTE_S; a longer run or a large body goes to the pool. The server runs several
+# loops (server.py), so a few busy clients are served in parallel, each without a hand-off.
 INLINE_BODY_BYTES = 256 * 1024
 INLINE_COMPUTE_S = 0.002
 
@@ -238,13 +239,14 @@ class InferenceApp:
             self._budget.release(cost)
 
     def _quick(self, action: str, params: dict[str, str]) -> bool:
-        """Whether the request's model would run it at once and, by its recent runs, quickly."""
+        """Whether the request's model runs it quickly, by its recent runs, and soon: at once, or after the run in
+        flight and a batch delay no longer than a quick run."""
         try:
             model = (self.repository.get(params["name"], params.get("version")) if action == "v2_infer"
                      else self.repository.ort_model(params.get("name", "default"), params.get("version")))
         except ServeError:
             return False   # the handler answers it, on the pool
-        return model.free() and model.recent_compute_s <= INLINE_COMPUTE_S
+        return model.recent_compute_s <= INLINE_COMPUTE_S and (model.free() or model.queue_delay_s <= INLINE_COMPUTE_S)
 
     @staticmethod
     def _cost(request: Request, action: str, size: int) -> int:

@@ -43,7 +43,6 @@ from dlperf.timing import time_callable
 from .client import KServeClient, OrtServerClient
 from .grpc_client import KServeGrpcClient
 from .process import RunningServer, server_process
-from .server import ServerLimits
 
 COLUMNS = ["benchmark", "model", "runtime", "protocol", "batching", "clients", "batch_size", "requests", "throughput_rps",
            "p50_ms", "p99_ms", "mean_batch", "cpu_cores", "speedup"]
@@ -179,15 +178,15 @@ def interleaved_load_tests(servers: Mapping[str, RunningServer], model: str, bat
     return {name: summary(taken) for name, taken in samples.items()}
 
 
-def batching_modes(cores: int, event_loops: int = ServerLimits.event_loops) -> dict[str, list[str]]:
+def batching_modes(cores: int) -> dict[str, list[str]]:
     """The two servers compared, as ``python -m dlperf.serve`` flags: without batching (a request runs at once, so
-    concurrent ones spread over every core) and with it, one more run in flight than the larger of ``cores`` and
-    the server's event loops. Each loop may be running a quick request itself (``app.py``): with fewer runs than
-    loops, a loop's request queues and goes to the thread pool while a core idles (measured on 2 cores, 4 loops,
-    the small SSD at 16 clients: 0.85-0.88x no batching with 3 runs, 1.00-1.03x with 5). On a CPU a merged run
-    costs what its rows cost apart (the small SSD: 0.55 ms a row alone, 0.52-0.53 in batches of 2 to 8), so
-    batching can only break even there, and batches form when every run is busy."""
-    return {"off": ["--no-batching"], "dynamic": ["--instances", str(max(cores, event_loops) + 1)]}
+    concurrent ones spread over every core) and with it, one more run than ``cores`` in flight, so that a core stays
+    busy while a thread waits for Python's GIL to hand out a batch's results and gather the next batch (measured on
+    2 cores: with only as many runs as cores, 1-11 % less throughput at 4 and 16 clients in 8 paired runs). On a
+    CPU a merged run costs what its rows cost apart (the small SSD: 0.55 ms a row alone, 0.52-0.53 ms in batches of
+    2 to 8; the full-size one 26 ms either way), so batching there can only break even: it saves the runs'
+    overheads and keeps fewer runs competing for the cores."""
+    return {"off": ["--no-batching"], "dynamic": ["--instances", str(cores + 1)]}
 
 
 def compare_batching(repository, model: str, image_size: int, clients: Iterable[int], requests: int, rounds: int,

@@ -134,6 +134,11 @@ class ModelVersion:
         """Whether a request now would run at once, without queueing for a run (always, without batching)."""
         return self._batcher is None or self._batcher.free
 
+    @property
+    def queue_delay_s(self) -> float:
+        """How long a batch formed from queued requests may wait to fill (``max_queue_delay_microseconds``)."""
+        return self._batcher.max_delay_s if self._batcher else 0.0
+
     def metadata(self, versions: Sequence[int]) -> dict:
         """KServe V2 model metadata."""
         return {
