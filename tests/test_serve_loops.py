@@ -15,6 +15,7 @@ import pytest
 
 from dlperf.serve import KServeClient, OrtServerClient, ServeError
 from dlperf.serve import app
+from dlperf.serve.__main__ import parse_args
 from dlperf.serve.app import ByteBudget
 from dlperf.serve.server import _OneWrite
 from serve_fixtures import ServerLimits, running_server, tiny_ssd, write_repository
@@ -128,6 +129,13 @@ def test_the_event_loops_share_the_port_and_stop_together(repository):
     assert not [t for t in threading.enumerate() if t.name.startswith("http-loop-") and t.name not in before]
     with pytest.raises(OSError):
         socket.create_connection(live.url.removeprefix("http://").rsplit(":", 1), timeout=2).close()
+
+
+@pytest.mark.parametrize("flag", ["--event-loops", "--instances"])
+def test_a_count_below_one_is_refused_at_the_command_line(flag, capsys):
+    with pytest.raises(SystemExit) as refused:
+        parse_args(["--model-repository", "models", flag, "0"])
+    assert refused.value.code == 2 and f"{flag}: must be at least 1, not 0" in capsys.readouterr().err
 
 
 class RecordingTransport:

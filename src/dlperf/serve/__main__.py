@@ -55,14 +55,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--drain-timeout", type=float, default=ServerLimits.drain_timeout,
                         help="on SIGTERM, seconds in-flight requests get to finish before they are cancelled "
                              "(default: 30)")
-    parser.add_argument("--event-loops", type=int, default=ServerLimits.event_loops,
+    parser.add_argument("--event-loops", type=_positive, default=ServerLimits.event_loops,
                         help="HTTP event loops, each in its own thread, sharing the port; a small request to a free, "
                              "quick model runs on its loop, without a hop to the thread pool (default: 4)")
     parser.add_argument("--default-model", help="model served by /score and the name 'default' "
                                                 "(default: the only model, if there is one)")
     parser.add_argument("--intra-op-threads", type=int, default=0,
                         help="onnxruntime threads per run (default 0: all cores)")
-    parser.add_argument("--instances", type=int, default=1,
+    parser.add_argument("--instances", type=_positive, default=1,
                         help="runs of one batching model version in flight at once (Triton's instance_group count)")
     parser.add_argument("--providers", default="CPUExecutionProvider",
                         help="comma-separated onnxruntime execution providers, in order of preference")
@@ -114,6 +114,13 @@ def main(argv: list[str] | None = None) -> None:
         grpc.stop(args.drain_timeout)
         server.server_close()
         repository.close()
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
 
 
 def _port(text: str) -> int | None:
