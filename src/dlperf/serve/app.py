@@ -61,8 +61,8 @@ ROUTES = tuple((method, re.compile(pattern), action) for method, pattern, action
 ))
 _HEAVY = {"score", "predict", "v2_infer"}   # parse a body and run a model
 # A heavy request runs on its event loop, not on the thread pool, when its body is small and its model runs
-# quickly (by its recent runs): handing it to a pool thread and back costs two thread wake-ups, a fifth of the small
-# SSD's time per request. If every run of a batching model is busy, it waits on the loop for the next (and leads or
+# quickly (by its recent runs): handing it to a pool thread and back costs two thread wake-ups, about a tenth of the
+# small SSD's time per request. If every run of a batching model is busy, it waits on the loop for the next (and leads or
 # joins that batch), unless the model's batch delay is longer than a quick run. The loop's other connections wait
 # meanwhile, for about INLINE_COMPUTE_S; a longer run or a large body goes to the pool. The server runs several
 # loops (server.py), so a few busy clients are served in parallel, each without a hand-off.

@@ -2,7 +2,7 @@
 
 uvicorn parses HTTP (httptools: llhttp, which refuses conflicting ``Content-Length`` headers), keeps a
 listen backlog of 2048 so a burst of connections queues instead of being reset, answers 503 past
-``limit_concurrency`` connections, and shuts down gracefully. Three things it does not do are added here:
+``limit_concurrency`` connections, and shuts down gracefully. What it does not do is added here:
 
 * **A header deadline.** uvicorn arms no timer until a first response, so a client that sends its headers
   a byte at a time holds a connection for ever (slowloris). ``_DeadlineProtocol`` gives every request head
@@ -16,6 +16,8 @@ listen backlog of 2048 so a burst of connections queues instead of being reset, 
   re-raises the signal after a graceful stop, which would exit 143.
 * **Binding before anything is served,** so a port clash is one line from ``__main__`` and not a
   traceback from inside the event loop.
+* **Several event loops** on the one socket, each in its own thread (``InferenceServer``), with
+  ``limit_concurrency`` counted over all of them, and **one write per response** (``_OneWrite``).
 """
 from __future__ import annotations
 
@@ -51,8 +53,8 @@ class ServerLimits:
 class _OneWrite:
     """One request's view of its connection's transport, which holds the response's head until its body comes, so
     that a response leaves in one write: uvicorn writes the head at ``http.response.start`` and the body at
-    ``http.response.body``, two system calls for the server and two reads for the client (on the small SSD, about
-    a tenth of the server's time per request). Only a head with a body to follow is held; ``flush`` (at the
+    ``http.response.body``: two system calls for the server and two reads for the client where one of each does
+    (on the small SSD the head's write cost the server twice the body's). Only a head with a body to follow is held; ``flush`` (at the
     response's end) and ``close`` send whatever is held."""
 
     __slots__ = ("_transport", "_cycle", "_head")
@@ -202,7 +204,7 @@ class InferenceServer:
     ``shutdown`` (from another thread) or a signal (from the main thread).
 
     ``event_loops`` event loops, each in its own thread, accept on the one socket (the main one runs in
-    ``serve_forever``'s caller). A small request to a free, quick model runs on its loop itself (``app.py``), so,
+    ``serve_forever``'s caller). A small request to a quick model runs on its loop itself (``app.py``), so,
     as the connection threads of the hand-written server did, a few busy clients are served in parallel by
     threads that read, run and answer without handing a request to another. The loops share the app, its thread
     pool, its body budget and the models (and so the dynamic batcher); ``limit_concurrency`` counts all of them."""
