@@ -53,6 +53,19 @@ def threads_that_ran(live, model, ask, times: int, quick: bool = False) -> set[s
     return names
 
 
+def end_the_run_once_queued(batcher, after: float) -> None:
+    """In a thread: once a request has queued behind the (pretended) run in flight, and ``after`` seconds have
+    passed, end that run, which hands it to the queued request."""
+    def end() -> None:
+        started = time.monotonic()
+        while batcher.queued < 1 or time.monotonic() - started < after:
+            assert time.monotonic() - started < 30, "no request queued"
+            time.sleep(0.01)
+        batcher._release()
+
+    threading.Thread(target=end, daemon=True).start()
+
+
 @pytest.mark.parametrize("batching", [True, False])
 def test_a_small_request_to_a_quick_idle_model_runs_on_its_event_loop_not_the_pool(repository, batching):
     with running_server(repository, batching=batching) as live:
@@ -92,7 +105,7 @@ def test_a_quick_request_that_finds_every_run_busy_waits_on_its_loop_and_is_hand
         client.infer(MODEL, IMAGE)
         model.recent_compute_s = 0.0
         model._batcher._free = 0   # every run taken: the request queues, on its loop, not on a pool thread
-        threading.Timer(0.3, model._batcher._release).start()   # the run "ends", handing itself to the queued request
+        end_the_run_once_queued(model._batcher, after=0.3)
         started = time.monotonic()
         ran = threads_that_ran(live, model, lambda: client.infer(MODEL, IMAGE), 1, quick=True)
         assert time.monotonic() - started >= 0.25 and not any(name.startswith("serve") for name in ran), ran
@@ -111,7 +124,7 @@ def test_a_quick_request_that_would_wait_out_a_long_batch_delay_goes_to_the_pool
         ran = threads_that_ran(live, model, lambda: client.infer(MODEL, IMAGE), 1, quick=True)
         assert not any(name.startswith("serve") for name in ran), "a free run: no delay, so on the loop"
         model._batcher._free = 0
-        threading.Timer(0.2, model._batcher._release).start()
+        end_the_run_once_queued(model._batcher, after=0.2)
         ran = threads_that_ran(live, model, lambda: client.infer(MODEL, IMAGE), 1, quick=True)
         assert all(name.startswith("serve") for name in ran), ran
 
