@@ -5,6 +5,7 @@ and the body budget is shared by the loops. Servers run for real on 127.0.0.1.
 from __future__ import annotations
 
 import asyncio
+import signal
 import socket
 import threading
 import time
@@ -17,6 +18,7 @@ from dlperf.serve import KServeClient, OrtServerClient, ServeError
 from dlperf.serve import app
 from dlperf.serve.__main__ import parse_args
 from dlperf.serve.app import ByteBudget
+from dlperf.serve.process import server_process
 from dlperf.serve.server import _OneWrite
 from serve_fixtures import ServerLimits, running_server, tiny_ssd, write_repository
 
@@ -142,6 +144,15 @@ def test_the_event_loops_share_the_port_and_stop_together(repository):
     assert not [t for t in threading.enumerate() if t.name.startswith("http-loop-") and t.name not in before]
     with pytest.raises(OSError):
         socket.create_connection(live.url.removeprefix("http://").rsplit(":", 1), timeout=2).close()
+
+
+def test_a_sigterm_as_soon_as_any_loop_answers_drains_and_exits_0(repository):
+    """Another loop can answer before the main one has started; a SIGTERM then killed the process (status -15)
+    instead of draining it, until the handlers went in before any loop started."""
+    for _ in range(3):
+        with server_process(repository, "--event-loops", "8", "--grpc-port", "off", "--ort-grpc-port", "off") as live:
+            live.process.send_signal(signal.SIGTERM)   # server_process returns as soon as GET / answers
+            assert live.process.wait(timeout=30) == 0
 
 
 @pytest.mark.parametrize("flag", ["--event-loops", "--instances"])

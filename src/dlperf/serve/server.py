@@ -22,6 +22,7 @@ listen backlog of 2048 so a burst of connections queues instead of being reset, 
 from __future__ import annotations
 
 import logging
+import signal
 import socket
 import threading
 import time
@@ -34,6 +35,8 @@ from .app import MAX_BODY_BYTES, InferenceApp, Limits
 from .repository import ModelRepository
 
 __all__ = ["MAX_BODY_BYTES", "InferenceServer", "Limits", "ServerLimits"]
+
+_SIGNALS = (signal.SIGINT, signal.SIGTERM)   # uvicorn's (it adds SIGBREAK on Windows)
 
 
 @dataclass(frozen=True)
@@ -246,6 +249,11 @@ class InferenceServer:
         # and the socket stops accepting once every loop has closed its copy.
         threads = [threading.Thread(target=server.run, kwargs={"sockets": [self.socket.dup()]},
                                     name=f"http-loop-{i}", daemon=True) for i, server in enumerate(others, 1)]
+        # The drain's signal handlers go in before any loop can answer: another loop may serve a request before the
+        # main one has started (uvicorn installs them only as the main one starts), and a SIGTERM then would kill
+        # the process outright. They stay until every loop has stopped.
+        in_main_thread = threading.current_thread() is threading.main_thread()
+        previous = {sig: signal.signal(sig, main.handle_exit) for sig in _SIGNALS} if in_main_thread else {}
         try:
             for thread in threads:
                 thread.start()
@@ -257,6 +265,8 @@ class InferenceServer:
                     server.force_exit = True
             for thread in threads:
                 thread.join()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
             self._stopped.set()
 
     def drain(self) -> None:
