@@ -31,7 +31,7 @@ def repository(tmp_path_factory):
     return write_repository(tmp_path_factory.mktemp("models"), {MODEL: {1: tiny_ssd(seed=3)}})
 
 
-def threads_that_ran(live, model, ask, times: int, quick: bool = False) -> set[str]:
+def threads_that_ran(model, ask, times: int, quick: bool = False) -> set[str]:
     """The names of the threads that ran ``model``'s onnxruntime session for ``times`` calls of ``ask``; ``quick``:
     with the model's recent runs taken as quick before each call (a loaded machine can slow one past the limit)."""
     names, run = set(), model._run
@@ -73,14 +73,14 @@ def test_a_small_request_to_a_quick_idle_model_runs_on_its_event_loop_not_the_po
     with running_server(repository, batching=batching) as live:
         model = live.repository.get(MODEL)
         client = KServeClient(live.url)
-        assert threads_that_ran(live, model, lambda: client.infer(MODEL, IMAGE), 1) <= {
+        assert threads_that_ran(model, lambda: client.infer(MODEL, IMAGE), 1) <= {
             f"serve_{i}" for i in range(64)}, "a model with no runs yet is not known to be quick: the pool runs it"
         assert model.recent_compute_s < 1
         model.recent_compute_s = 0.0   # quick (a first run can be slow, and the mean forgets it over a few runs)
-        ran = threads_that_ran(live, model, lambda: client.infer(MODEL, IMAGE), 5, quick=True)
+        ran = threads_that_ran(model, lambda: client.infer(MODEL, IMAGE), 5, quick=True)
         assert not any(name.startswith("serve") for name in ran), ran
         ort = OrtServerClient(live.url)
-        ran = threads_that_ran(live, model, lambda: ort.predict(MODEL, IMAGE), 3, quick=True)
+        ran = threads_that_ran(model, lambda: ort.predict(MODEL, IMAGE), 3, quick=True)
         assert not any(name.startswith("serve") for name in ran), ran
 
 
@@ -90,13 +90,13 @@ def test_a_slow_model_or_a_large_body_goes_to_the_pool(repository, monkeypatch):
         client = KServeClient(live.url)
         client.infer(MODEL, IMAGE)
         model.recent_compute_s = 1.0   # as if its runs took a second: the loop would stall its other connections
-        ran = threads_that_ran(live, model, lambda: client.infer(MODEL, IMAGE), 1)
+        ran = threads_that_ran(model, lambda: client.infer(MODEL, IMAGE), 1)
         assert all(name.startswith("serve") for name in ran), ran
         model.recent_compute_s = 0.0
         assert not any(name.startswith("serve") for name in threads_that_ran(
-            live, model, lambda: client.infer(MODEL, IMAGE), 1, quick=True))
+            model, lambda: client.infer(MODEL, IMAGE), 1, quick=True))
         monkeypatch.setattr(app, "INLINE_BODY_BYTES", 512)   # the image's 768 bytes are now a large body
-        ran = threads_that_ran(live, model, lambda: client.infer(MODEL, IMAGE), 1, quick=True)
+        ran = threads_that_ran(model, lambda: client.infer(MODEL, IMAGE), 1, quick=True)
         assert all(name.startswith("serve") for name in ran), ran
 
 
@@ -109,7 +109,7 @@ def test_a_quick_request_that_finds_every_run_busy_waits_on_its_loop_and_is_hand
         model._batcher._free = 0   # every run taken: the request queues, on its loop, not on a pool thread
         end_the_run_once_queued(model._batcher, after=0.3)
         started = time.monotonic()
-        ran = threads_that_ran(live, model, lambda: client.infer(MODEL, IMAGE), 1, quick=True)
+        ran = threads_that_ran(model, lambda: client.infer(MODEL, IMAGE), 1, quick=True)
         assert time.monotonic() - started >= 0.25 and not any(name.startswith("serve") for name in ran), ran
         assert model._batcher.free
 
@@ -123,11 +123,11 @@ def test_a_quick_request_that_would_wait_out_a_long_batch_delay_goes_to_the_pool
         client.infer(MODEL, IMAGE)
         model.recent_compute_s = 0.0
         assert model.queue_delay_s == 0.05
-        ran = threads_that_ran(live, model, lambda: client.infer(MODEL, IMAGE), 1, quick=True)
+        ran = threads_that_ran(model, lambda: client.infer(MODEL, IMAGE), 1, quick=True)
         assert not any(name.startswith("serve") for name in ran), "a free run: no delay, so on the loop"
         model._batcher._free = 0
         end_the_run_once_queued(model._batcher, after=0.2)
-        ran = threads_that_ran(live, model, lambda: client.infer(MODEL, IMAGE), 1, quick=True)
+        ran = threads_that_ran(model, lambda: client.infer(MODEL, IMAGE), 1, quick=True)
         assert all(name.startswith("serve") for name in ran), ran
 
 

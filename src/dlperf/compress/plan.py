@@ -98,7 +98,6 @@ def deep_network(c: Mapping, name: str, width: int | None = None) -> dict:
             "images": i["images"], "retrain_images": i["retrain_images"], "seed": c["seed"]}
 
 
-
 def deep_imagenet_weights(c: Mapping, name: str) -> str:
     """An ImageNet network's weights: its local copy, or the verified download (rule data_download's file)."""
     model = c["deep"]["imagenet"]["models"][name]

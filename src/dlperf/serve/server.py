@@ -93,12 +93,13 @@ class _DeadlineProtocol(HttpToolsProtocol):
 
     header_timeout = 10.0
     max_header_bytes = 64 * 1024
-    every_loop: list[uvicorn.Server] = []   # the servers of all of this server's event loops
+    every_connections: list[set] = []   # the connections of each of this server's event loops (set per server)
+    every_tasks: list[set] = []
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.connections = _Everywhere(self.connections, [s.server_state.connections for s in self.every_loop])
-        self.tasks = _Everywhere(self.tasks, [s.server_state.tasks for s in self.every_loop])
+        self.connections = _Everywhere(self.connections, self.every_connections)
+        self.tasks = _Everywhere(self.tasks, self.every_tasks)
 
     def connection_made(self, transport) -> None:
         super().connection_made(transport)
@@ -221,8 +222,7 @@ class InferenceServer:
         self.server_name, self.server_port = self.socket.getsockname()[:2]
         self._servers: list[_Server] = []
         protocol = type("DeadlineProtocol", (_DeadlineProtocol,), {
-            "header_timeout": server_limits.header_timeout, "max_header_bytes": server_limits.max_header_bytes,
-            "every_loop": self._servers})
+            "header_timeout": server_limits.header_timeout, "max_header_bytes": server_limits.max_header_bytes})
         config = uvicorn.Config(
             self.app, http=protocol, lifespan="off", log_config=None, access_log=False, server_header=False,
             proxy_headers=False,   # nothing here reads the client's address: X-Forwarded-For needs no rewriting
@@ -231,6 +231,8 @@ class InferenceServer:
         )
         self._servers += [_Server(config, self.app, server_limits.lame_duck, self._servers)
                           for _ in range(max(1, server_limits.event_loops))]
+        protocol.every_connections = [server.server_state.connections for server in self._servers]
+        protocol.every_tasks = [server.server_state.tasks for server in self._servers]
         # uvicorn's httptools protocol logs every request whenever its access logger has a handler anywhere up the
         # tree (the root's, here), whatever access_log says: a log line per request is not what a server should cost
         logging.getLogger("uvicorn.access").disabled = True
