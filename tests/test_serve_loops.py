@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import json
 import socket
 import threading
 import time
@@ -23,6 +24,7 @@ from dlperf.serve.server import _OneWrite
 from serve_fixtures import ServerLimits, running_server, tiny_ssd, write_repository
 
 MODEL = "tiny_ssd"
+ONE_LOOP = ServerLimits(event_loops=1)   # where a test is about the quick rule alone: no loop to spare for long runs
 IMAGE = {"input": np.zeros((1, 3, 8, 8), np.float32)}
 
 
@@ -70,7 +72,7 @@ def end_the_run_once_queued(batcher, after: float) -> None:
 
 @pytest.mark.parametrize("batching", [True, False])
 def test_a_small_request_to_a_quick_idle_model_runs_on_its_event_loop_not_the_pool(repository, batching):
-    with running_server(repository, batching=batching) as live:
+    with running_server(repository, batching=batching, server_limits=ONE_LOOP) as live:
         model = live.repository.get(MODEL)
         client = KServeClient(live.url)
         assert threads_that_ran(model, lambda: client.infer(MODEL, IMAGE), 1) <= {
@@ -85,7 +87,7 @@ def test_a_small_request_to_a_quick_idle_model_runs_on_its_event_loop_not_the_po
 
 
 def test_a_slow_model_or_a_large_body_goes_to_the_pool(repository, monkeypatch):
-    with running_server(repository) as live:
+    with running_server(repository, server_limits=ONE_LOOP) as live:
         model = live.repository.get(MODEL)
         client = KServeClient(live.url)
         client.infer(MODEL, IMAGE)
@@ -117,7 +119,7 @@ def test_a_quick_request_that_finds_every_run_busy_waits_on_its_loop_and_is_hand
 def test_a_quick_request_that_would_wait_out_a_long_batch_delay_goes_to_the_pool(tmp_path):
     root = write_repository(tmp_path, {MODEL: {1: tiny_ssd(seed=3)}},
                             {MODEL: "max_batch_size: 8\ndynamic_batching {\n  max_queue_delay_microseconds: 50000\n}\n"})
-    with running_server(root) as live:
+    with running_server(root, server_limits=ONE_LOOP) as live:
         model = live.repository.get(MODEL)
         client = KServeClient(live.url)
         client.infer(MODEL, IMAGE)
@@ -129,6 +131,58 @@ def test_a_quick_request_that_would_wait_out_a_long_batch_delay_goes_to_the_pool
         end_the_run_once_queued(model._batcher, after=0.2)
         ran = threads_that_ran(model, lambda: client.infer(MODEL, IMAGE), 1, quick=True)
         assert all(name.startswith("serve") for name in ran), ran
+
+
+def test_a_long_request_alone_on_its_loop_runs_there_while_another_loop_stays_free(repository):
+    with running_server(repository, server_limits=ServerLimits(event_loops=2)) as live:
+        model = live.repository.get(MODEL)
+        client = KServeClient(live.url)   # one connection: alone on whichever loop accepted it
+        client.infer(MODEL, IMAGE)
+        model.recent_compute_s = 1.0   # a long run: on a loop only because nobody else's requests wait on that loop
+        ran = threads_that_ran(model, lambda: client.infer(MODEL, IMAGE), 1)
+        assert not any(name.startswith("serve") for name in ran), ran
+        live.app._held_loops = 1   # the other loop is held by such a run: this one must stay free, so the pool runs it
+        ran = threads_that_ran(model, lambda: client.infer(MODEL, IMAGE), 1)
+        assert all(name.startswith("serve") for name in ran), ran
+
+
+def ask_on(conn: socket.socket) -> int:
+    """One V2 JSON inference on a raw connection; its status."""
+    body = json.dumps({"inputs": [{"name": "input", "shape": [1, 3, 8, 8], "datatype": "FP32",
+                                   "data": [0.0] * 192}]}).encode()
+    conn.sendall(f"POST /v2/models/{MODEL}/infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                 f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += conn.recv(65536)
+    head, rest = data.split(b"\r\n\r\n", 1)
+    length = int(next(line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")))
+    while len(rest) < length:
+        rest += conn.recv(65536)
+    return int(head.split()[1])
+
+
+def test_a_long_request_that_shares_its_loop_with_another_connection_goes_to_the_pool(repository):
+    with running_server(repository, server_limits=ServerLimits(event_loops=2)) as live:
+        model = live.repository.get(MODEL)
+        host, port = live.url.removeprefix("http://").rsplit(":", 1)
+        conns = [socket.create_connection((host, int(port)), timeout=10) for _ in range(3)]   # two share a loop
+        try:
+            assert ask_on(conns[0]) == 200
+            deadline = time.monotonic() + 5
+            while sum(len(server.server_state.connections) for server in live._servers) < 3:
+                assert time.monotonic() < deadline
+                time.sleep(0.01)
+            loop_of = {proto.client[1]: i for i, server in enumerate(live._servers)
+                       for proto in server.server_state.connections}
+            for conn in conns:
+                shared = sum(loop == loop_of[conn.getsockname()[1]] for loop in loop_of.values()) > 1
+                model.recent_compute_s = 1.0
+                ran = threads_that_ran(model, lambda: ask_on(conn), 1)
+                assert all(name.startswith("serve") for name in ran) == shared, (shared, ran)
+        finally:
+            for conn in conns:
+                conn.close()
 
 
 def test_the_event_loops_share_the_port_and_stop_together(repository):

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from .app import MAX_BODY_BYTES, InferenceApp, Limits
+from .app import LOOP_CONNECTIONS, MAX_BODY_BYTES, InferenceApp, Limits
 from .repository import ModelRepository
 
 __all__ = ["MAX_BODY_BYTES", "InferenceServer", "Limits", "ServerLimits"]
@@ -132,6 +132,7 @@ class _DeadlineProtocol(HttpToolsProtocol):
         super().on_headers_complete()
         if self.cycle is not previous:   # a request to answer (not an upgrade, which uvicorn refuses)
             self.cycle.transport = _OneWrite(self.transport, self.cycle)
+            self.scope[LOOP_CONNECTIONS] = self.server_state.connections   # this loop's own (see app.py)
 
     def on_response_complete(self) -> None:
         if self.cycle is not None:
@@ -233,6 +234,7 @@ class InferenceServer:
                           for _ in range(max(1, server_limits.event_loops))]
         protocol.every_connections = [server.server_state.connections for server in self._servers]
         protocol.every_tasks = [server.server_state.tasks for server in self._servers]
+        self.app.event_loops = len(self._servers)
         # uvicorn's httptools protocol logs every request whenever its access logger has a handler anywhere up the
         # tree (the root's, here), whatever access_log says: a log line per request is not what a server should cost
         logging.getLogger("uvicorn.access").disabled = True
