@@ -69,10 +69,11 @@ _HEAVY = {"score", "predict", "v2_infer"}   # parse a body and run a model
 INLINE_BODY_BYTES = 256 * 1024
 INLINE_COMPUTE_S = 0.002
 # A request of any size or length also runs on its loop when its connection is the loop's only one and its model
-# has a run free: nobody else waits on that loop, and the hand-off to the pool and back cost the full-size SSD (1 MB in, 26 ms of compute)
-# 1.8 ms a request at one client. One loop is always left free for new connections and the others' requests.
-# The server puts the loop's set of connections in the scope under LOOP_CONNECTIONS.
-LOOP_CONNECTIONS = "dlperf.loop_connections"
+# has a run free: nobody else waits on that loop, and the hand-off to the pool and back cost the full-size SSD (1 MB
+# in, 26 ms of compute) 1.8 ms a request at one client. One loop is always left free of such runs, and the server's
+# acceptor hands new connections to loops that no such run holds first. The server puts the loop's state in the
+# scope under LOOP: its ``connections`` and whether a long run ``held`` it.
+LOOP = "dlperf.loop"
 
 
 @dataclass(frozen=True)
@@ -216,7 +217,7 @@ class InferenceApp:
         try:
             action, params = route(method, path)
             if action in _HEAVY:
-                reply = await self._heavy(request, receive, action, params, scope.get(LOOP_CONNECTIONS))
+                reply = await self._heavy(request, receive, action, params, scope.get(LOOP))
             else:
                 reply = getattr(self, "_" + action)(request, **params)
         except MethodNotAllowed as error:
@@ -232,8 +233,7 @@ class InferenceApp:
             reply = error_reply(path, 500, "internal server error")
         await self._send(send, request, reply)
 
-    async def _heavy(self, request: Request, receive, action: str, params: dict[str, str],
-                     loop_connections: set | None) -> Reply:
+    async def _heavy(self, request: Request, receive, action: str, params: dict[str, str], loop) -> Reply:
         size = self._declared_length(request.headers)
         cost = min(self._cost(request, action, size), self.limits.inflight_bytes)   # past the budget: admitted alone
         await self._budget.acquire(cost, self.limits.admission_timeout)
@@ -242,27 +242,29 @@ class InferenceApp:
             handler = getattr(self, "_" + action)
             if len(request.body) <= INLINE_BODY_BYTES and self._quick(action, params):
                 return handler(request, **params)
-            if (loop_connections is not None and len(loop_connections) == 1 and self._model_free(action, params)
-                    and self._hold_loop()):
+            if (loop is not None and len(loop.connections) == 1 and self._model_free(action, params)
+                    and self._hold_loop(loop)):
                 try:
                     return handler(request, **params)
                 finally:
-                    self._release_loop()
+                    self._release_loop(loop)
             return await asyncio.get_running_loop().run_in_executor(self.pool, lambda: handler(request, **params))
         finally:
             self._budget.release(cost)
 
-    def _hold_loop(self) -> bool:
-        """Take a loop for a long run, unless that would leave no loop free to accept and answer others."""
+    def _hold_loop(self, loop) -> bool:
+        """Take ``loop`` (its state) for a long run, unless that would leave no loop free for new connections."""
         with self._held_lock:
             if self._held_loops >= self.event_loops - 1:
                 return False
             self._held_loops += 1
+            loop.held = True
             return True
 
-    def _release_loop(self) -> None:
+    def _release_loop(self, loop) -> None:
         with self._held_lock:
             self._held_loops -= 1
+            loop.held = False
 
     def _model(self, action: str, params: dict[str, str]):
         """The request's model, or None where the handler will answer with an error (on the pool)."""
