@@ -45,6 +45,7 @@ def test_each_model_gets_its_ratio_at_the_most_clients_and_whether_batching_neve
         "CoresOffMax": "1.5", "CoresDynamicMax": "1.2", "MeanBatchMax": "8.0", "RequestsPerClient": 6}
     assert macros["ServeFullSizeBenched"] == "yes"
     assert (macros["ServeFullSizeBatchingSpeedup"], macros["ServeFullSizeBatchingGoalMet"]) == ("0.95", "no")
+    assert (macros["ServeSingleClientSpeedup"], macros["ServeFullSizeSingleClientSpeedup"]) == ("1.00", "1.00")
     assert (macros["ServeFullSizeThroughputOffMax"], macros["ServeFullSizeThroughputDynamicMax"]) == ("40.0", "38.0")
     assert (macros["ServeBatchingGoal"], macros["ServeClientsMax"]) == ("1", 16)
 
@@ -68,3 +69,9 @@ def test_grpc_rows_are_compared_with_http_and_leave_the_http_macros_alone():
         "yes", "550", "1.25")
     assert (macros["ServeBatchingSpeedup"], macros["ServeThroughputDynamicMax"]) == ("1.10", "440")
     assert values(server_rows("ssd", 400.0, 440.0))["ServeGrpcBenched"] == "no"
+
+
+def test_the_ratio_at_one_client_is_printed_as_the_benchmarks_noise():
+    rows = server_rows("ssd", 400.0, 440.0)
+    next(r for r in rows if r["clients"] == 1 and r["batching"] == "dynamic")["throughput_rps"] = 9.2
+    assert values(rows)["ServeSingleClientSpeedup"] == "0.92"
