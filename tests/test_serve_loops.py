@@ -173,10 +173,10 @@ def test_a_long_request_that_shares_its_loop_with_another_connection_goes_to_the
         try:
             assert ask_on(conns[0]) == 200
             deadline = time.monotonic() + 5
-            while sum(len(server.server_state.connections) for server in live._servers) < 3:
+            while sum(len(server.server_state.connections) for server in live._acceptor.loops) < 3:
                 assert time.monotonic() < deadline
                 time.sleep(0.01)
-            loop_of = {proto.client[1]: i for i, server in enumerate(live._servers)
+            loop_of = {proto.client[1]: i for i, server in enumerate(live._acceptor.loops)
                        for proto in server.server_state.connections}
             for conn in conns:
                 shared = sum(loop == loop_of[conn.getsockname()[1]] for loop in loop_of.values()) > 1

@@ -239,10 +239,10 @@ class InferenceApp:
         await self._budget.acquire(cost, self.limits.admission_timeout)
         try:
             request.body = await self._read_body(receive, size)
-            handler = getattr(self, "_" + action)
-            if len(request.body) <= INLINE_BODY_BYTES and self._quick(action, params):
+            handler, model = getattr(self, "_" + action), self._model(action, params)
+            if model is not None and len(request.body) <= INLINE_BODY_BYTES and self._quick(model):
                 return handler(request, **params)
-            if (loop is not None and len(loop.connections) == 1 and self._model_free(action, params)
+            if (model is not None and loop is not None and len(loop.connections) == 1 and model.free()
                     and self._hold_loop(loop)):
                 try:
                     return handler(request, **params)
@@ -274,18 +274,11 @@ class InferenceApp:
         except ServeError:
             return None
 
-    def _quick(self, action: str, params: dict[str, str]) -> bool:
-        """Whether the request's model runs it quickly, by its recent runs, and soon: at once, or after the run in
+    @staticmethod
+    def _quick(model) -> bool:
+        """Whether ``model`` runs a request quickly, by its recent runs, and soon: at once, or after the run in
         flight and a batch delay no longer than a quick run."""
-        model = self._model(action, params)
-        return model is not None and model.recent_compute_s <= INLINE_COMPUTE_S and (
-            model.free() or model.queue_delay_s <= INLINE_COMPUTE_S)
-
-    def _model_free(self, action: str, params: dict[str, str]) -> bool:
-        """Whether the request's model would run it at once (a request that would queue for a batch waits on the
-        pool, where the batcher gathers it with others)."""
-        model = self._model(action, params)
-        return model is not None and model.free()
+        return model.recent_compute_s <= INLINE_COMPUTE_S and (model.free() or model.queue_delay_s <= INLINE_COMPUTE_S)
 
     @staticmethod
     def _cost(request: Request, action: str, size: int) -> int:

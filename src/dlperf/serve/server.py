@@ -176,9 +176,8 @@ class _Server(uvicorn.Server):
     their difference is what is on its way. Its ``server_state`` (a request's ``scope[LOOP]``) also says whether a
     long run holds the loop (``held``, app.py)."""
 
-    def __init__(self, config: uvicorn.Config, app: InferenceApp):
+    def __init__(self, config: uvicorn.Config):
         super().__init__(config)
-        self.inference_app = app
         self.handed = self.adopted = 0
         self.server_state.held = False
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -218,8 +217,8 @@ class _Acceptor(_Server):
 
     def __init__(self, config: uvicorn.Config, app: InferenceApp, lame_duck: float, listener: socket.socket,
                  loops: list[_Server]):
-        super().__init__(config, app)
-        self.lame_duck, self.listener, self.loops = lame_duck, listener, loops
+        super().__init__(config)
+        self.inference_app, self.lame_duck, self.listener, self.loops = app, lame_duck, listener, loops
         self._stop_at: float | None = None
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
@@ -233,6 +232,8 @@ class _Acceptor(_Server):
                 conn, _ = self.listener.accept()
             except (BlockingIOError, InterruptedError):
                 return
+            except ConnectionAbortedError:   # reset by its client while it waited in the backlog
+                continue
             except OSError as error:   # out of descriptors or memory: leave the rest queued a while, as asyncio does
                 if error.errno not in _ACCEPT_RETRY_ERRORS:
                     raise
@@ -315,9 +316,8 @@ class InferenceServer:
             limit_concurrency=server_limits.limit_concurrency, backlog=server_limits.backlog,
             timeout_keep_alive=server_limits.keep_alive, timeout_graceful_shutdown=server_limits.drain_timeout,
         )
-        loops = [_Server(config, self.app) for _ in range(max(1, server_limits.event_loops))]
+        loops = [_Server(config) for _ in range(max(1, server_limits.event_loops))]
         self._acceptor = _Acceptor(config, self.app, server_limits.lame_duck, self.socket, loops)
-        self._servers: list[_Server] = [self._acceptor, *loops]
         protocol.every_connections = [server.server_state.connections for server in loops]
         protocol.every_tasks = [server.server_state.tasks for server in loops]
         self.app.event_loops = len(loops)
