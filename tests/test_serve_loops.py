@@ -21,7 +21,7 @@ import pytest
 from dlperf.serve import KServeClient, OrtServerClient, ServeError
 from dlperf.serve import app
 from dlperf.serve.__main__ import parse_args
-from dlperf.serve.app import ByteBudget
+from dlperf.serve.budget import ByteBudget
 from dlperf.serve.process import server_process
 from dlperf.serve.server import _OneWrite
 from serve_fixtures import ServerLimits, running_server, tiny_ssd, write_repository

@@ -18,7 +18,6 @@ A path no route matches is 404; a path that exists for another method is 405 wit
 from __future__ import annotations
 
 import asyncio
-import collections
 import itertools
 import json
 import logging
@@ -31,6 +30,7 @@ from urllib.parse import unquote
 
 from .. import __version__
 from . import kserve, ort_protocol
+from .budget import ByteBudget
 from .errors import ServeError
 from .openapi import openapi_document
 from .repository import ModelRepository
@@ -141,47 +141,6 @@ def route(method: str, path: str) -> tuple[str, dict[str, str]]:
 
 class _Closing(ServeError):
     """An error after which the connection cannot be trusted to be in step: answered, then closed."""
-
-
-class ByteBudget:
-    """Bytes of request bodies the server holds at once, shared by its event loops; a request that does not fit
-    waits, in arrival order, until its share is free."""
-
-    def __init__(self, capacity: int):
-        self.capacity, self.used = capacity, 0
-        self._lock = threading.Lock()
-        self._waiting: collections.deque[tuple[int, asyncio.AbstractEventLoop, asyncio.Future]] = collections.deque()
-
-    async def acquire(self, size: int, timeout: float) -> None:
-        with self._lock:
-            if self.used + size <= self.capacity and not self._waiting:   # the common case: no future, no wait
-                self.used += size
-                return
-            loop = asyncio.get_running_loop()
-            entry = (size, loop, loop.create_future())
-            self._waiting.append(entry)
-        try:
-            async with asyncio.timeout(timeout):
-                await entry[2]
-        except TimeoutError:
-            with self._lock:
-                if entry not in self._waiting:   # granted as the wait timed out: the bytes are this request's
-                    return
-                self._waiting.remove(entry)
-            raise ServeError(503, f"server busy: {self.used} bytes of request bodies in flight") from None
-
-    def release(self, size: int) -> None:
-        with self._lock:
-            self.used -= size
-            while self._waiting and self.used + self._waiting[0][0] <= self.capacity:
-                granted, loop, future = self._waiting.popleft()
-                self.used += granted
-                loop.call_soon_threadsafe(_grant, future)
-
-
-def _grant(future: asyncio.Future) -> None:
-    if not future.done():   # a wait that timed out was cancelled
-        future.set_result(None)
 
 
 class InferenceApp:
