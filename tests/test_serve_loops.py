@@ -36,6 +36,17 @@ def repository(tmp_path_factory):
     return write_repository(tmp_path_factory.mktemp("models"), {MODEL: {1: tiny_ssd(seed=3)}})
 
 
+def connections_per_loop(live) -> list[int]:
+    return [len(server.server_state.connections) for server in live._acceptor.loops]
+
+
+def wait_for(condition, seconds: float = 10) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
 def threads_that_ran(model, ask, times: int, quick: bool = False) -> set[str]:
     """The names of the threads that ran ``model``'s onnxruntime session for ``times`` calls of ``ask``; ``quick``:
     with the model's recent runs taken as quick before each call (a loaded machine can slow one past the limit)."""
@@ -172,10 +183,7 @@ def test_a_long_request_that_shares_its_loop_with_another_connection_goes_to_the
         conns = [socket.create_connection((host, int(port)), timeout=10) for _ in range(3)]   # two share a loop
         try:
             assert ask_on(conns[0]) == 200
-            deadline = time.monotonic() + 5
-            while sum(len(server.server_state.connections) for server in live._acceptor.loops) < 3:
-                assert time.monotonic() < deadline
-                time.sleep(0.01)
+            wait_for(lambda: sum(connections_per_loop(live)) >= 3, seconds=5)
             loop_of = {proto.client[1]: i for i, server in enumerate(live._acceptor.loops)
                        for proto in server.server_state.connections}
             for conn in conns:
@@ -191,27 +199,13 @@ def test_a_long_request_that_shares_its_loop_with_another_connection_goes_to_the
 def test_the_event_loops_share_the_port_and_stop_together(repository):
     before = {t.name for t in threading.enumerate()}
     with running_server(repository, server_limits=ServerLimits(event_loops=3)) as live:
-        deadline = time.monotonic() + 5
-        while len([t for t in threading.enumerate() if t.name.startswith("http-loop-")]) < 2:
-            assert time.monotonic() < deadline
-            time.sleep(0.01)
+        wait_for(lambda: len([t for t in threading.enumerate() if t.name.startswith("http-loop-")]) >= 2, seconds=5)
         clients = [KServeClient(live.url) for _ in range(12)]
-        for client in clients:   # twelve connections, served by whichever loop accepted each
+        for client in clients:   # twelve connections, handed out over the loops by the acceptor
             assert client.infer(MODEL, IMAGE)["scores"].shape[0] == 1
     assert not [t for t in threading.enumerate() if t.name.startswith("http-loop-") and t.name not in before]
     with pytest.raises(OSError):
         socket.create_connection(live.url.removeprefix("http://").rsplit(":", 1), timeout=2).close()
-
-
-def connections_per_loop(live) -> list[int]:
-    return [len(server.server_state.connections) for server in live._acceptor.loops]
-
-
-def wait_for(condition, seconds: float = 10) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.01)
 
 
 def test_the_acceptor_gives_each_loop_its_share_of_the_connections(repository):
