@@ -83,4 +83,33 @@ def test_a_timing_job_computes_at_its_measure_threads_and_records_the_cores_busy
     record = timed.record()
     assert record["threads"] == 1 and record["cores_held"] == 2
     assert record["busy_cores"] is not None and record["busy_cores"] > 0
-    assert record["alone"] == (record["busy_cores"] <= 1.5)
+    assert 0 <= record["other_cores"] <= record["busy_cores"]
+    assert record["alone"] == (record["other_cores"] <= 0.5)
+
+
+def test_a_timing_job_that_holds_every_core_still_sees_a_process_that_ran_beside_it():
+    """Busy cores alone cannot tell: a job that holds every core never sees more of them busy than it holds. What the
+    job and its ended children did not spend is what ran beside it; here another process spins for the whole job."""
+    import subprocess
+    import sys
+    import time
+
+    from dlperf.timing import TimedAlone
+    from dlperf.workflow import available_cores
+
+    class Params(dict):
+        get = dict.get
+
+    class Job:
+        params, threads = Params(), available_cores()
+
+    timed = TimedAlone(Job())
+    other = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(1.0)   # the job itself idles: the spinning process is all the machine's extra work
+        record = timed.record()
+    finally:
+        other.kill()
+        other.wait()
+    assert record["threads"] == record["cores_held"] == available_cores()
+    assert record["other_cores"] > 0.5 and not record["alone"], record

@@ -183,3 +183,4 @@ def test_no_job_ran_beside_a_timing_job_and_each_says_it_measured_alone(embedded
                  "results/compress/quantize/provenance.json"]:
         record = json.loads((embedded_run / path).read_text())["timing"]
         assert record["threads"] == 1 and record["busy_cores"] is not None, (path, record)
+        assert record["alone"] and record["other_cores"] <= 0.5, (path, record)

@@ -7,13 +7,15 @@ autotuning, lazy initialisation) are run and thrown away; what is reported is th
 measured, and the CPU time this process spent on them (``cpu_s``: over the wall time, the cores it kept busy).
 
 A timing job (``TIMING_RULES``) holds every core, so that Snakemake starts nothing beside it, and computes at a
-training job's threads; :class:`TimedAlone` records the cores that were busy on the machine while it measured.
+training job's threads; :class:`TimedAlone` records the cores that were busy on the machine while it measured, and how
+many of them something other than the job kept busy.
 
 Importing this module imports no torch (the workflow's rules read ``TIMING_RULES`` while Snakemake parses them).
 """
 from __future__ import annotations
 
 import os
+import resource
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +31,7 @@ from dlperf.workflow import available_cores, limit_threads
 TIMING_RULES = ("devices_peak", "flops_measure", "transfer_timing", "serve_bench", "compress_pruning",
                 "compress_share", "compress_quantize", "compress_quantize_ssd", "compress_distillation",
                 "compress_qat_compare")
-ALONE_SLACK_CORES = 0.5  # busy cores beyond a timing job's own threads that still count as alone (system daemons)
+ALONE_SLACK_CORES = 0.5  # cores kept busy beside a timing job that still count as alone (system daemons, Snakemake)
 
 
 @dataclass(frozen=True)
@@ -123,27 +125,40 @@ def job_threads(snakemake) -> int:
     return int(snakemake.params.get("measure_threads", snakemake.threads))
 
 
+def _own_cpu_seconds() -> float:
+    """CPU seconds of this process, every thread of it, and of its children that have ended (a benchmark's servers)."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
 class TimedAlone:
     """A timing job (``TIMING_RULES``): its threads, and the machine's load while it measured, for its provenance.
 
     The rule holds every core (Snakemake caps it at ``--cores``), so Snakemake starts no other job beside it; the job
     computes at ``params.measure_threads``. :meth:`record` reports how many cores were busy, on average, since the job
-    began: about its own threads when it ran alone, more when something else ran.
+    began, and how many of them the job itself did not keep busy: what else ran. A job that holds every core can never
+    see more cores busy than it holds, so only the second figure can tell that something ran beside it.
     """
 
     def __init__(self, snakemake):
         self.threads = job_threads(snakemake)
         self.cores_held = int(snakemake.threads)
         limit_threads(self.threads)
-        self._start = _busy_cpu_seconds()
+        self._start, self._own = _busy_cpu_seconds(), _own_cpu_seconds()
 
     def record(self) -> dict:
-        """``{"alone", "threads", "cores_held", "machine_cores", "busy_cores", "loadavg_1min"}``. ``alone`` is what
-        the machine saw, not what was asked: at most half a core busy beyond the job's own threads."""
-        now, busy = _busy_cpu_seconds(), None
+        """``{"alone", "threads", "cores_held", "machine_cores", "busy_cores", "other_cores", "loadavg_1min"}``, over
+        the time since the job began; call it once the job's child processes have ended (until then their time counts
+        as another's). ``alone`` is what the machine saw, not what was asked: at most
+        :data:`ALONE_SLACK_CORES` busy beyond this process and its children."""
+        now, own = _busy_cpu_seconds(), _own_cpu_seconds()
+        busy = other = None
         if self._start and now and now[1] > self._start[1]:
-            busy = (now[0] - self._start[0]) / (now[1] - self._start[1]) * available_cores()
-        return {"alone": busy is not None and busy <= self.threads + ALONE_SLACK_CORES,
+            wall = (now[1] - self._start[1]) / (os.cpu_count() or 1)   # /proc/stat counts every core's seconds
+            busy = (now[0] - self._start[0]) / wall
+            other = max(0.0, busy - (own - self._own) / wall)
+        return {"alone": other is not None and other <= ALONE_SLACK_CORES,
                 "threads": self.threads, "cores_held": self.cores_held, "machine_cores": available_cores(),
                 "busy_cores": None if busy is None else round(busy, 3),
+                "other_cores": None if other is None else round(other, 3),
                 "loadavg_1min": round(os.getloadavg()[0], 3) if hasattr(os, "getloadavg") else None}
