@@ -23,7 +23,7 @@ from dlperf.serve import app
 from dlperf.serve.__main__ import parse_args
 from dlperf.serve.budget import ByteBudget
 from dlperf.serve.process import server_process
-from dlperf.serve.server import _OneWrite
+from dlperf.serve.protocol import OneWrite
 from serve_fixtures import ServerLimits, running_server, tiny_ssd, write_repository
 
 MODEL = "tiny_ssd"
@@ -289,7 +289,7 @@ def cycle(length: int, chunked: bool = False) -> SimpleNamespace:
 
 def test_a_response_head_is_held_until_its_body_so_both_leave_in_one_write():
     transport = RecordingTransport()
-    view = _OneWrite(transport, cycle(5))
+    view = OneWrite(transport, cycle(5))
     view.write(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n")
     assert transport.writes == []
     view.write(b"hello")
@@ -300,15 +300,15 @@ def test_a_response_head_is_held_until_its_body_so_both_leave_in_one_write():
 def test_a_head_without_a_body_to_follow_is_not_held_and_a_held_one_leaves_on_flush_or_close():
     for unheld in (cycle(0), cycle(5, chunked=True)):
         transport = RecordingTransport()
-        _OneWrite(transport, unheld).write(b"HTTP/1.1 204 No Content\r\n\r\n")
+        OneWrite(transport, unheld).write(b"HTTP/1.1 204 No Content\r\n\r\n")
         assert transport.writes == [b"HTTP/1.1 204 No Content\r\n\r\n"]
     transport = RecordingTransport()
-    head_only = _OneWrite(transport, cycle(5))   # HEAD: the body is never written
+    head_only = OneWrite(transport, cycle(5))   # HEAD: the body is never written
     head_only.write(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n")
     head_only.flush()
     assert transport.writes == [b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n"]
     transport = RecordingTransport()
-    closing = _OneWrite(transport, cycle(5))
+    closing = OneWrite(transport, cycle(5))
     closing.write(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n")
     closing.close()
     assert transport.writes and transport.closed

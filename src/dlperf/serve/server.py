@@ -4,11 +4,7 @@ uvicorn parses HTTP (httptools: llhttp, which refuses conflicting ``Content-Leng
 listen backlog of 2048 so a burst of connections queues instead of being reset, answers 503 past
 ``limit_concurrency`` connections, and shuts down gracefully. What it does not do is added here:
 
-* **A header deadline.** uvicorn arms no timer until a first response, so a client that sends its headers
-  a byte at a time holds a connection for ever (slowloris). ``_DeadlineProtocol`` gives every request head
-  ``header_timeout`` seconds and ``max_header_bytes`` bytes, counted from a new connection's opening or a
-  kept-alive connection's next byte (its idle time is uvicorn's ``keep_alive``); past either, the
-  connection gets 408 or 431 and is closed.
+* **A header deadline,** one write per response and one count of connections over every loop (``protocol.py``).
 * **A drain that says so.** On SIGTERM (or SIGINT) readiness turns false at once (``/v2/health/ready`` is
   503), the server goes on serving for ``lame_duck`` seconds so a load balancer can notice, then stops
   accepting, closes idle keep-alive connections, answers what is in flight with ``Connection: close``, and
@@ -22,7 +18,6 @@ listen backlog of 2048 so a burst of connections queues instead of being reset, 
   loops were split differently in every load test, and the small SSD's throughput swung from 790 to 1150 req/s.
   Two loops on the 2-core machine beat four: 1270 against 960 req/s at 16 clients, where the hand-written server
   gave 1020 and 900 (``bin/serve-compare``).
-* **One write per response** (``_OneWrite``).
 """
 from __future__ import annotations
 
@@ -36,11 +31,11 @@ import time
 from dataclasses import dataclass
 
 import uvicorn
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from dlperf.workflow import available_cores
 
-from .app import LOOP, MAX_BODY_BYTES, InferenceApp, Limits
+from .app import MAX_BODY_BYTES, InferenceApp, Limits
+from .protocol import DeadlineProtocol
 from .repository import ModelRepository
 
 __all__ = ["MAX_BODY_BYTES", "InferenceServer", "Limits", "ServerLimits"]
@@ -64,110 +59,6 @@ class ServerLimits:
     lame_duck: float = 0.0
     drain_timeout: float = 30.0
     event_loops: int = min(8, available_cores())   # serving event loops, each in its own thread (``InferenceServer``)
-
-
-class _OneWrite:
-    """One request's view of its connection's transport, which holds the response's head until its body comes, so
-    that a response leaves in one write: uvicorn writes the head at ``http.response.start`` and the body at
-    ``http.response.body``: two system calls for the server and two reads for the client where one of each does
-    (on the small SSD the head's write cost the server twice the body's). Only a head with a body to follow is held; ``flush`` (at the
-    response's end) and ``close`` send whatever is held."""
-
-    __slots__ = ("_transport", "_cycle", "_head")
-
-    def __init__(self, transport, cycle):
-        self._transport, self._cycle, self._head = transport, cycle, None
-
-    def write(self, data: bytes) -> None:
-        if self._head is not None:
-            data, self._head = self._head + data, None
-        elif (self._cycle.response_started and not self._cycle.response_complete
-              and self._cycle.expected_content_length > 0 and not self._cycle.chunked_encoding
-              and data.startswith(b"HTTP/")):
-            self._head = data   # the head; its body is written next, in the same step of the same task
-            return
-        self._transport.write(data)
-
-    def flush(self) -> None:
-        if self._head is not None:
-            head, self._head = self._head, None
-            self._transport.write(head)
-
-    def close(self) -> None:
-        self.flush()
-        self._transport.close()
-
-    def __getattr__(self, name: str):
-        return getattr(self._transport, name)
-
-
-class _DeadlineProtocol(HttpToolsProtocol):
-    """httptools' protocol with a deadline and a size limit on every request head, and one write per response."""
-
-    header_timeout = 10.0
-    max_header_bytes = 64 * 1024
-    every_connections: list[set] = []   # the connections of each of this server's event loops (set per server)
-    every_tasks: list[set] = []
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.connections = _Everywhere(self.connections, self.every_connections)
-        self.tasks = _Everywhere(self.tasks, self.every_tasks)
-
-    def connection_made(self, transport) -> None:
-        super().connection_made(transport)
-        self._head_timer = None
-        self._await_head()   # a new connection owes its first head at once
-
-    def on_message_begin(self) -> None:
-        super().on_message_begin()   # a kept-alive connection's next request: its first byte is here
-        self._await_head()
-
-    def _await_head(self) -> None:
-        self._awaiting_head, self._head_bytes = True, 0
-        if self._head_timer is None:
-            self._head_timer = self.loop.call_later(self.header_timeout, self._refuse, 408, "Request Timeout")
-
-    def data_received(self, data: bytes) -> None:
-        super().data_received(data)
-        if self._awaiting_head:
-            self._head_bytes += len(data)
-            if self._head_bytes > self.max_header_bytes:
-                self._refuse(431, "Request Header Fields Too Large")
-
-    def on_headers_complete(self) -> None:
-        self._awaiting_head = False
-        self._disarm()
-        if len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers) > self.max_header_bytes:
-            self._refuse(431, "Request Header Fields Too Large")   # a head that came whole in one read
-            return
-        previous = self.cycle
-        super().on_headers_complete()
-        if self.cycle is not previous:   # a request to answer (not an upgrade, which uvicorn refuses)
-            self.cycle.transport = _OneWrite(self.transport, self.cycle)
-            self.scope[LOOP] = self.server_state   # this loop's connections, and whether it is held (app.py)
-
-    def on_response_complete(self) -> None:
-        if self.cycle is not None:
-            self.cycle.transport.flush()   # a HEAD answer's head, whose body is never written
-        super().on_response_complete()
-
-    def _disarm(self) -> None:
-        if self._head_timer is not None:
-            self._head_timer.cancel()
-            self._head_timer = None
-
-    def connection_lost(self, exc) -> None:
-        self._disarm()
-        super().connection_lost(exc)
-
-    def _refuse(self, status: int, reason: str) -> None:
-        self._disarm()
-        if not self.transport.is_closing():
-            body = f"{status} {reason}\n".encode()
-            self.transport.write(f"HTTP/1.1 {status} {reason}\r\ncontent-type: text/plain; charset=utf-8\r\n"
-                                 f"content-length: {len(body)}\r\nconnection: close\r\n\r\n".encode() + body)
-            self.transport.close()
 
 
 class _Server(uvicorn.Server):
@@ -270,25 +161,6 @@ class _Acceptor(_Server):
         return await super().on_tick(counter)
 
 
-class _Everywhere:
-    """A protocol's view of its loop's connections (or tasks) whose size counts those of every loop, so that
-    uvicorn's ``limit_concurrency`` bounds the whole server and not each loop; adding and discarding stay local."""
-
-    __slots__ = ("local", "every")
-
-    def __init__(self, local: set, every: list[set]):
-        self.local, self.every = local, every
-
-    def add(self, item) -> None:
-        self.local.add(item)
-
-    def discard(self, item) -> None:
-        self.local.discard(item)
-
-    def __len__(self) -> int:
-        return sum(map(len, self.every))
-
-
 class InferenceServer:
     """Serves ``repository`` on ``host:port`` (port 0: any free one; see ``url``). The socket is bound here,
     so an ``OSError`` for a taken port comes from the constructor; ``serve_forever`` runs until
@@ -308,7 +180,7 @@ class InferenceServer:
         self.socket = socket.create_server((host, port), backlog=server_limits.backlog,
                                            family=socket.AF_INET6 if ":" in host else socket.AF_INET)
         self.server_name, self.server_port = self.socket.getsockname()[:2]
-        protocol = type("DeadlineProtocol", (_DeadlineProtocol,), {
+        protocol = type("DeadlineProtocol", (DeadlineProtocol,), {
             "header_timeout": server_limits.header_timeout, "max_header_bytes": server_limits.max_header_bytes})
         config = uvicorn.Config(
             self.app, http=protocol, lifespan="off", log_config=None, access_log=False, server_header=False,
