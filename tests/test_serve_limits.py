@@ -235,3 +235,35 @@ def test_a_json_body_past_the_json_limit_is_refused_unparsed(repository, path, c
         conn.sendall(f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: {content_type}\r\n"
                      f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
         assert read_answer(conn)[0] == 413   # parsed, it would have been a 400 for its shape
+
+
+def test_a_body_still_coming_after_its_answer_is_dropped_and_its_connection_closed(repository):
+    """A GET sent a body is answered at once; uvicorn then read the rest of the body for the kept-alive connection,
+    and a client that trickled it, a byte a second, held the connection past every deadline. Now the answer says
+    Connection: close, and the server drops what still comes for at most ``linger`` seconds, then closes."""
+    with running_server(repository, server_limits=ServerLimits(keep_alive=1.0, linger=1.0)) as live:
+        conn = connect(live)
+        conn.sendall(b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n")
+        status, head = read_answer(conn)
+        assert status == 200 and b"connection: close" in head.lower()
+        started = time.monotonic()
+        with pytest.raises(OSError):   # the server closed: a send after its reset fails
+            while time.monotonic() - started < 6:
+                conn.sendall(b"x")
+                time.sleep(0.1)
+        assert time.monotonic() - started < 4, "a trickled body held its connection past the 1 s linger"
+        assert KServeClient(live.url).ready()
+
+
+@pytest.mark.parametrize("connection", ["close", "keep-alive"])
+def test_a_refused_upload_reaches_a_client_that_sends_all_of_it_before_reading(repository, connection):
+    """A 413 for a body over the limit, to a client that writes its whole body first: closed with unread data, the
+    socket reset the connection and a client that had said Connection: close never read its 413 (8 resets in 8)."""
+    body = b"0" * (3 * 2**20)
+    with running_server(repository, limits=Limits(max_body_bytes=2**20)) as live:
+        for _ in range(3):
+            conn = connect(live)
+            conn.sendall(f"POST /v2/models/{MODEL}/infer HTTP/1.1\r\nHost: x\r\nConnection: {connection}\r\n"
+                         f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body)
+            answer = read_until_closed(conn)
+            assert answer.startswith(b"HTTP/1.1 413") and b"connection: close" in answer.lower(), answer[:200]

@@ -282,9 +282,9 @@ class RecordingTransport:
         return self.closed
 
 
-def cycle(length: int, chunked: bool = False) -> SimpleNamespace:
+def cycle(length: int, chunked: bool = False, more_body: bool = False) -> SimpleNamespace:
     return SimpleNamespace(response_started=True, response_complete=False, expected_content_length=length,
-                           chunked_encoding=chunked)
+                           chunked_encoding=chunked, more_body=more_body, keep_alive=True)
 
 
 def test_a_response_head_is_held_until_its_body_so_both_leave_in_one_write():
@@ -312,6 +312,26 @@ def test_a_head_without_a_body_to_follow_is_not_held_and_a_held_one_leaves_on_fl
     closing.write(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n")
     closing.close()
     assert transport.writes and transport.closed
+
+
+def test_an_answer_that_starts_before_its_request_body_has_all_come_closes_its_connection_lingering():
+    transport, lingered = RecordingTransport(), []
+    early = cycle(5, more_body=True)
+    view = OneWrite(transport, early, lambda: lingered.append(True))
+    view.write(b"HTTP/1.1 413 Request Entity Too Large\r\ncontent-length: 5\r\n\r\n")
+    view.write(b"large")
+    assert transport.writes == [b"HTTP/1.1 413 Request Entity Too Large\r\ncontent-length: 5\r\n"
+                                b"connection: close\r\n\r\nlarge"]
+    assert early.keep_alive is False   # uvicorn closes the connection once the response is written
+    view.close()
+    assert lingered == [True] and not transport.closed
+    whole = cycle(5)   # a body read to its end: kept alive, and a close is a plain one
+    view = OneWrite(transport := RecordingTransport(), whole, lambda: lingered.append(False))
+    view.write(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n")
+    view.write(b"hello")
+    assert b"connection" not in transport.writes[0] and whole.keep_alive
+    view.close()
+    assert transport.closed and lingered == [True]
 
 
 def test_a_head_request_gets_its_head_from_the_live_server(repository):

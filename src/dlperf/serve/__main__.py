@@ -47,6 +47,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="seconds a request's headers may take to arrive before a 408 (default: 10)")
     parser.add_argument("--keep-alive", type=float, default=ServerLimits.keep_alive,
                         help="seconds an idle kept-alive connection stays open (default: 30)")
+    parser.add_argument("--linger", type=float, default=ServerLimits.linger,
+                        help="seconds a connection closed before its request has all come (a refused upload, an "
+                             "answer before the body) reads and drops the rest, so that its client reads the answer "
+                             "and not a reset (default: 5)")
     parser.add_argument("--limit-concurrency", type=int, default=ServerLimits.limit_concurrency,
                         help="connections at once; a request past it is answered 503 (default: 1000)")
     parser.add_argument("--lame-duck", type=float, default=ServerLimits.lame_duck,
@@ -94,7 +98,8 @@ def main(argv: list[str] | None = None) -> None:
     try:
         server = InferenceServer(repository, args.host, args.port, limits=_limits(args), server_limits=ServerLimits(
             limit_concurrency=args.limit_concurrency, header_timeout=args.header_timeout, keep_alive=args.keep_alive,
-            lame_duck=args.lame_duck, drain_timeout=args.drain_timeout, event_loops=args.event_loops))
+            linger=args.linger, lame_duck=args.lame_duck, drain_timeout=args.drain_timeout,
+            event_loops=args.event_loops))
     except OSError as error:
         repository.close()
         sys.exit(f"error: cannot listen on {args.host}:{args.port}: {error.strerror or error}")

@@ -258,11 +258,8 @@ class InferenceApp:
         declared = headers.get("content-length", "0").strip()
         if not (declared.isascii() and declared.isdigit()):
             raise _Closing(400, f"invalid Content-Length {declared!r}")
-        if int(declared) > limit:
-            # Unread; uvicorn discards it as it arrives, so the client, still sending, gets to read the 413.
-            # One far past the limit is not worth the wait: the connection closes instead.
-            error = _Closing if int(declared) > 4 * limit else ServeError
-            raise error(413, f"request body of {declared} bytes exceeds the limit of {limit} bytes")
+        if int(declared) > limit:   # unread: its connection closes lingering, so the client reads the 413
+            raise _Closing(413, f"request body of {declared} bytes exceeds the limit of {limit} bytes")
         return int(declared)
 
     async def _read_body(self, receive, size: int) -> bytes:

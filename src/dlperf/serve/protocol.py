@@ -4,6 +4,10 @@
   time holds a connection for ever (slowloris). ``DeadlineProtocol`` gives every request head ``header_timeout``
   seconds and ``max_header_bytes`` bytes, counted from a new connection's opening or a kept-alive connection's next
   byte (its idle time is uvicorn's ``keep_alive``); past either, the connection gets 408 or 431 and is closed.
+* **A lingering close.** A connection closed while its client may still be sending (a refused or early-answered
+  request) first reads and drops what comes for up to ``linger`` seconds, so that the client reads its answer
+  instead of a reset (``DeadlineProtocol.close_lingering``); a request answered before its body has all come
+  closes its connection so (``OneWrite``), where uvicorn would read the rest of the body for ever.
 * **One write per response** (``OneWrite``).
 * **One count of connections over every event loop** (``Everywhere``), so that ``limit_concurrency`` bounds the
   whole server.
@@ -22,21 +26,30 @@ class OneWrite:
     that a response leaves in one write: uvicorn writes the head at ``http.response.start`` and the body at
     ``http.response.body``: two system calls for the server and two reads for the client where one of each does
     (on the small SSD the head's write cost the server twice the body's). Only a head with a body to follow is
-    held; ``flush`` (at the response's end) and ``close`` send whatever is held."""
+    held; ``flush`` (at the response's end) and ``close`` send whatever is held.
 
-    __slots__ = ("_transport", "_cycle", "_head")
+    A response that starts before its request's body has all come (an early refusal, a GET sent a body) says
+    ``Connection: close``, and its connection is closed with ``linger`` (``DeadlineProtocol.close_lingering``):
+    otherwise uvicorn keeps reading the rest of the body for the kept-alive connection, and a client that trickles
+    it holds the connection past every deadline."""
 
-    def __init__(self, transport, cycle):
-        self._transport, self._cycle, self._head = transport, cycle, None
+    __slots__ = ("_transport", "_cycle", "_head", "_started", "_linger")
+
+    def __init__(self, transport, cycle, linger=None):
+        self._transport, self._cycle, self._head, self._started = transport, cycle, None, False
+        self._linger = linger or transport.close
 
     def write(self, data: bytes) -> None:
         if self._head is not None:
             data, self._head = self._head + data, None
-        elif (self._cycle.response_started and not self._cycle.response_complete
-              and self._cycle.expected_content_length > 0 and not self._cycle.chunked_encoding
-              and data.startswith(b"HTTP/")):
-            self._head = data   # the head; its body is written next, in the same step of the same task
-            return
+        elif self._cycle.response_started and not self._started:   # the head (a 100 Continue comes before)
+            self._started = True
+            if self._cycle.more_body and self._cycle.keep_alive:   # answered before its body has all come
+                self._cycle.keep_alive = False   # so uvicorn closes once the response is written
+                data = data[:-2] + b"connection: close\r\n\r\n"
+            if self._cycle.expected_content_length > 0 and not self._cycle.chunked_encoding:
+                self._head = data   # its body is written next, in the same step of the same task
+                return
         self._transport.write(data)
 
     def flush(self) -> None:
@@ -46,17 +59,22 @@ class OneWrite:
 
     def close(self) -> None:
         self.flush()
-        self._transport.close()
+        if self._cycle.more_body:   # the client may still be sending: a plain close would reset the connection
+            self._linger()
+        else:
+            self._transport.close()
 
     def __getattr__(self, name: str):
         return getattr(self._transport, name)
 
 
 class DeadlineProtocol(HttpToolsProtocol):
-    """httptools' protocol with a deadline and a size limit on every request head, and one write per response."""
+    """httptools' protocol with a deadline and a size limit on every request head, one write per response, and a
+    lingering close for a connection whose client may still be sending."""
 
     header_timeout = 10.0
     max_header_bytes = 64 * 1024
+    linger = 5.0   # seconds a connection closed mid-request reads and drops what still comes
     every_connections: list[set] = []   # the connections of each of this server's event loops (set per server)
     every_tasks: list[set] = []
 
@@ -67,7 +85,8 @@ class DeadlineProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport) -> None:
         super().connection_made(transport)
-        self._head_timer = None
+        self._head_timer = self._linger_timer = None
+        self._lingering = False
         self._await_head()   # a new connection owes its first head at once
 
     def on_message_begin(self) -> None:
@@ -80,6 +99,8 @@ class DeadlineProtocol(HttpToolsProtocol):
             self._head_timer = self.loop.call_later(self.header_timeout, self._refuse, 408, "Request Timeout")
 
     def data_received(self, data: bytes) -> None:
+        if self._lingering:   # the rest of a request already answered: dropped, never parsed
+            return
         super().data_received(data)
         if self._awaiting_head:
             self._head_bytes += len(data)
@@ -95,13 +116,33 @@ class DeadlineProtocol(HttpToolsProtocol):
         previous = self.cycle
         super().on_headers_complete()
         if self.cycle is not previous:   # a request to answer (not an upgrade, which uvicorn refuses)
-            self.cycle.transport = OneWrite(self.transport, self.cycle)
+            self.cycle.transport = OneWrite(self.transport, self.cycle, self.close_lingering)
             self.scope[LOOP] = self.server_state   # this loop's connections, and whether it is held (app.py)
 
     def on_response_complete(self) -> None:
         if self.cycle is not None:
             self.cycle.transport.flush()   # a HEAD answer's head, whose body is never written
         super().on_response_complete()
+        if self._lingering:   # closing: uvicorn's keep-alive wait is not for this connection
+            self._unset_keepalive_if_required()
+
+    def close_lingering(self) -> None:
+        """Close without a reset: send what is written and then end of stream, read and drop whatever the client
+        is still sending until it closes too or ``linger`` seconds pass, then close. Closed with unread data, a
+        socket resets its connection, and a client still sending its body loses the answer it was sent (a 413,
+        408 or 431)."""
+        if self._lingering or self.transport.is_closing():
+            return
+        self._lingering = True
+        self._disarm()
+        self._unset_keepalive_if_required()
+        self.flow.resume_reading()
+        try:
+            self.transport.write_eof()
+        except (OSError, RuntimeError, NotImplementedError):
+            self.transport.close()
+            return
+        self._linger_timer = self.loop.call_later(self.linger, self.transport.close)
 
     def _disarm(self) -> None:
         if self._head_timer is not None:
@@ -110,6 +151,8 @@ class DeadlineProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc) -> None:
         self._disarm()
+        if self._linger_timer is not None:
+            self._linger_timer.cancel()
         super().connection_lost(exc)
 
     def _refuse(self, status: int, reason: str) -> None:
@@ -118,7 +161,7 @@ class DeadlineProtocol(HttpToolsProtocol):
             body = f"{status} {reason}\n".encode()
             self.transport.write(f"HTTP/1.1 {status} {reason}\r\ncontent-type: text/plain; charset=utf-8\r\n"
                                  f"content-length: {len(body)}\r\nconnection: close\r\n\r\n".encode() + body)
-            self.transport.close()
+            self.close_lingering()
 
 
 class Everywhere:

@@ -56,6 +56,7 @@ class ServerLimits:
     header_timeout: float = 10.0
     max_header_bytes: int = 64 * 1024
     keep_alive: float = 30.0        # seconds an idle kept-alive connection stays open
+    linger: float = 5.0             # seconds a connection closed mid-request reads and drops what still comes
     lame_duck: float = 0.0
     drain_timeout: float = 30.0
     event_loops: int = min(8, available_cores())   # serving event loops, each in its own thread (``InferenceServer``)
@@ -181,7 +182,8 @@ class InferenceServer:
                                            family=socket.AF_INET6 if ":" in host else socket.AF_INET)
         self.server_name, self.server_port = self.socket.getsockname()[:2]
         protocol = type("DeadlineProtocol", (DeadlineProtocol,), {
-            "header_timeout": server_limits.header_timeout, "max_header_bytes": server_limits.max_header_bytes})
+            "header_timeout": server_limits.header_timeout, "max_header_bytes": server_limits.max_header_bytes,
+            "linger": server_limits.linger})
         config = uvicorn.Config(
             self.app, http=protocol, lifespan="off", log_config=None, access_log=False, server_header=False,
             proxy_headers=False,   # nothing here reads the client's address: X-Forwarded-For needs no rewriting
