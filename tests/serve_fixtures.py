@@ -107,11 +107,12 @@ def write_repository(root: Path, models: dict[str, dict[int, bytes]], configs: d
 @contextlib.contextmanager
 def running_server(root: Path, default_model: str | None = None, exit_on_error: bool = True,
                    limits: Limits = Limits(), server_limits: ServerLimits = ServerLimits(),
-                   **options) -> Iterator[InferenceServer]:
+                   strict_readiness: bool = True, **options) -> Iterator[InferenceServer]:
     """An in-process server on 127.0.0.1 at an ephemeral port, serving from a thread."""
     repository = ModelRepository(root, ServingOptions(**options), default_model, exit_on_error=exit_on_error)
     try:
-        with serving_in_thread(InferenceServer(repository, limits=limits, server_limits=server_limits)) as server:
+        with serving_in_thread(InferenceServer(repository, limits=limits, server_limits=server_limits,
+                                               strict_readiness=strict_readiness)) as server:
             yield server
     finally:
         repository.close()

@@ -18,7 +18,8 @@ import pytest
 
 from dlperf.serve import KServeClient, ModelRepository, OrtServerClient, ServerError, ServingOptions
 from dlperf.serve.model_config import ModelConfigError
-from dlperf.serve.process import SRC
+from dlperf.serve.grpc_client import KServeGrpcClient
+from dlperf.serve.process import SRC, server_process
 from serve_fixtures import running_server, tiny_ssd, write_repository
 
 MODEL = "tiny_ssd"
@@ -135,6 +136,14 @@ def test_one_bad_model_file_refuses_the_start_by_default_and_is_listed_unavailab
             assert "model.onnx" in index[0]["reason"]
             assert http_status(live, "GET", "/v2/models/broken/ready") == 503
             assert http_status(live, "GET", f"/v2/models/{MODEL}/ready") == 200
+            # Triton's strict readiness: not ready while a model is unavailable, so a load balancer sends it nothing
+            assert http_status(live, "GET", "/v2/health/ready") == 503
+            assert http_status(live, "GET", "/v2/health/live") == 200
+        with running_server(root, exit_on_error=False, strict_readiness=False) as live:   # the others suffice
+            assert http_status(live, "GET", "/v2/health/ready") == 200
+        with server_process(root, "--exit-on-error", "false") as live, KServeGrpcClient(live.grpc) as grpc_client:
+            assert not KServeClient(live.url).ready() and not grpc_client.ready()   # both fronts say so
+            assert grpc_client.model_ready(MODEL) and grpc_client.live()
     finally:
         repository.close()
 

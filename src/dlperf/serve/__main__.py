@@ -75,6 +75,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--exit-on-error", default="true", choices=["true", "false"],
                         help="refuse to start when a model or its config.pbtxt fails to load (default); with false, "
                              "serve the others and list it as UNAVAILABLE, as Triton's --exit-on-error=false")
+    parser.add_argument("--strict-readiness", default="true", choices=["true", "false"],
+                        help="ready (/v2/health/ready, gRPC ServerReady) only while every model is (default), as "
+                             "Triton's --strict-readiness; with false, ready while the server serves any model")
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     return parser.parse_args(argv)
 
@@ -99,13 +102,13 @@ def main(argv: list[str] | None = None) -> None:
         server = InferenceServer(repository, args.host, args.port, limits=_limits(args), server_limits=ServerLimits(
             limit_concurrency=args.limit_concurrency, header_timeout=args.header_timeout, keep_alive=args.keep_alive,
             linger=args.linger, lame_duck=args.lame_duck, drain_timeout=args.drain_timeout,
-            event_loops=args.event_loops))
+            event_loops=args.event_loops), strict_readiness=args.strict_readiness == "true")
     except OSError as error:
         repository.close()
         sys.exit(f"error: cannot listen on {args.host}:{args.port}: {error.strerror or error}")
     try:
         grpc = start_grpc(repository, args.host, args.grpc_port, args.ort_grpc_port,
-                          ready=lambda: not server.app.draining, max_message_bytes=args.max_body_bytes)
+                          ready=server.app.ready, max_message_bytes=args.max_body_bytes)
     except OSError as error:
         server.server_close()
         repository.close()

@@ -62,9 +62,9 @@ ROUTES = tuple((method, re.compile(pattern), action) for method, pattern, action
 _HEAVY = {"score", "predict", "v2_infer"}   # parse a body and run a model
 # A heavy request runs on its event loop, not on the thread pool, when its body is small and its model runs
 # quickly (by its recent runs): handing it to a pool thread and back costs two thread wake-ups, about a tenth of the
-# small SSD's time per request. If every run of a batching model is busy, it waits on the loop for the next (and leads or
-# joins that batch), unless the model's batch delay is longer than a quick run. The loop's other connections wait
-# meanwhile, for about INLINE_COMPUTE_S; a longer run or a large body goes to the pool. The server runs several
+# small SSD's time per request. If every run of a batching model is busy, it waits on the loop for the next (and
+# leads or joins that batch), unless the model's batch delay is longer than a quick run. The loop's other connections
+# wait meanwhile, for about INLINE_COMPUTE_S; a longer run or a large body goes to the pool. The server runs several
 # loops (server.py), so a few busy clients are served in parallel, each without a hand-off.
 INLINE_BODY_BYTES = 256 * 1024
 INLINE_COMPUTE_S = 0.002
@@ -144,11 +144,13 @@ class _Closing(ServeError):
 
 
 class InferenceApp:
-    """The ASGI callable. ``draining`` makes readiness false (``server.py`` sets it on SIGTERM)."""
+    """The ASGI callable. ``draining`` makes readiness false (``server.py`` sets it on SIGTERM), as does a model that
+    failed to load while ``strict_readiness`` (:meth:`ready`)."""
 
     def __init__(self, repository: ModelRepository, limits: Limits = Limits()):
         self.repository, self.limits = repository, limits
         self.draining = False
+        self.strict_readiness = True
         models = {name: repository.versions(name) for name in repository.names}
         self.openapi = json.dumps(openapi_document(models, repository.default_model)).encode()
         self.pool = ThreadPoolExecutor(limits.workers, thread_name_prefix="serve")
@@ -334,9 +336,18 @@ class InferenceApp:
     def _v2_live(self, request: Request) -> Reply:
         return Reply(200)
 
+    def ready(self) -> bool:
+        """Models load before the socket opens, so a server that answers is ready until it starts draining; with
+        ``strict_readiness`` (Triton's default), only if every model of the repository loaded, so that a load
+        balancer sends nothing to a server that would answer 503 (``--exit-on-error false``)."""
+        return not self.draining and not (self.strict_readiness and self.repository.unavailable)
+
     def _v2_ready(self, request: Request) -> Reply:
-        """Models load before the socket opens, so a server that answers is ready until it starts draining."""
-        return error_reply(request.path, 503, "server is shutting down") if self.draining else Reply(200)
+        if self.draining:
+            return error_reply(request.path, 503, "server is shutting down")
+        if not self.ready():
+            return error_reply(request.path, 503, "unavailable models: " + ", ".join(self.repository.unavailable))
+        return Reply(200)
 
     def _v2_model(self, request: Request, name: str, version: str | None = None) -> Reply:
         model = self.repository.get(name, version)
@@ -344,8 +355,8 @@ class InferenceApp:
         return _json_reply(model.metadata(versions))
 
     def _v2_model_ready(self, request: Request, name: str, version: str | None = None) -> Reply:
-        self.repository.get(name, version)
-        return self._v2_ready(request)
+        self.repository.get(name, version)   # 503 for an unavailable model, 404 for an unknown one
+        return error_reply(request.path, 503, "server is shutting down") if self.draining else Reply(200)
 
     def _v2_stats(self, request: Request, name: str, version: str | None = None) -> Reply:
         repository = self.repository

@@ -121,7 +121,8 @@ class KServeService:
         return {"live": True}
 
     def ServerReady(self, request, context) -> dict:
-        """Models load before the port opens; what can still make the server unready is a drain before shutdown."""
+        """Models load before the port opens: the server is unready while it drains before shutdown, and with strict
+        readiness while a model failed to load (``InferenceApp.ready``)."""
         return {"ready": self.ready()}
 
     def ModelReady(self, request, context) -> dict:

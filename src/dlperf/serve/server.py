@@ -175,9 +175,11 @@ class InferenceServer:
     the dynamic batcher); ``limit_concurrency`` counts all of them."""
 
     def __init__(self, repository: ModelRepository, host: str = "127.0.0.1", port: int = 0,
-                 limits: Limits = Limits(), server_limits: ServerLimits = ServerLimits()):
+                 limits: Limits = Limits(), server_limits: ServerLimits = ServerLimits(),
+                 strict_readiness: bool = True):
         self.repository = repository
         self.app = InferenceApp(repository, limits)
+        self.app.strict_readiness = strict_readiness
         self.socket = socket.create_server((host, port), backlog=server_limits.backlog,
                                            family=socket.AF_INET6 if ":" in host else socket.AF_INET)
         self.server_name, self.server_port = self.socket.getsockname()[:2]
