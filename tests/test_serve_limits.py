@@ -267,3 +267,19 @@ def test_a_refused_upload_reaches_a_client_that_sends_all_of_it_before_reading(r
                          f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body)
             answer = read_until_closed(conn)
             assert answer.startswith(b"HTTP/1.1 413") and b"connection: close" in answer.lower(), answer[:200]
+
+
+def test_a_request_cut_off_by_the_drain_deadline_gets_503_and_no_traceback(repository, tmp_path):
+    """uvicorn cancels what is left at --drain-timeout; the cancelled request was answered 500 with an ERROR
+    traceback, as if the server had failed, and not that it was going away."""
+    log_path = tmp_path / "server.log"
+    with open(log_path, "w") as log, server_process(repository, "--drain-timeout", "1", log=log) as live:
+        conn = connect(live)
+        conn.sendall(f"POST /v2/models/{MODEL}/infer HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{{".encode())
+        time.sleep(0.3)   # its body will never end; the body deadline (30 s) is far past the drain's
+        live.process.send_signal(signal.SIGTERM)
+        answer = read_until_closed(conn)
+        assert live.process.wait(timeout=15) == 0
+    assert answer.startswith(b"HTTP/1.1 503") and b"connection: close" in answer.lower(), answer[:200]
+    text = log_path.read_text()
+    assert "Exception in ASGI application" not in text and "Traceback" not in text, text

@@ -189,6 +189,12 @@ class InferenceApp:
             reply.close = isinstance(error, _Closing)
         except ConnectionAbortedError:   # the client went away mid-body: nobody to answer
             return
+        except asyncio.CancelledError:
+            if not self.draining:
+                raise
+            # the drain's deadline passed and uvicorn cancels what is left: the client is told, not sent a 500
+            reply = error_reply(path, 503, "server is shutting down: the request did not finish within the drain")
+            reply.close = True
         except Exception:
             log.exception("%s %s failed", method, path)
             reply = error_reply(path, 500, "internal server error")
