@@ -45,7 +45,8 @@ def serve(root: Path, *args: str, timeout: float = 60) -> subprocess.CompletedPr
     """``python -m dlperf.serve`` on ``root`` as an operator starts it; for start-ups that must fail."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(SRC), os.environ.get("PYTHONPATH")]))}
     return subprocess.run([sys.executable, "-m", "dlperf.serve", "--model-repository", str(root), "--port", "0",
-                           "--grpc-port", "0", "--ort-grpc-port", "0", *args], capture_output=True, text=True, timeout=timeout, env=env)
+                           "--grpc-port", "0", "--ort-grpc-port", "0", *args], capture_output=True, text=True,
+                          timeout=timeout, env=env)
 
 
 # the batch limit
@@ -146,6 +147,16 @@ def test_one_bad_model_file_refuses_the_start_by_default_and_is_listed_unavailab
             assert grpc_client.model_ready(MODEL) and grpc_client.live()
     finally:
         repository.close()
+
+
+@pytest.mark.parametrize("flag", ["--port", "--grpc-port", "--ort-grpc-port"])
+@pytest.mark.parametrize("port", ["70000", "-1"])
+def test_a_port_out_of_range_is_refused_before_anything_loads(repository, flag, port):
+    """--port 70000 ended in an OverflowError traceback after the models had loaded; --grpc-port 70000 listened on
+    4464, and -5 on 65531."""
+    result = serve(repository, flag, port)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert f"argument {flag}: a TCP port is 0 to 65535, not {port}" in result.stderr.strip().splitlines()[-1]
 
 
 def test_a_taken_port_is_one_line_and_exit_1(repository):

@@ -19,7 +19,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m dlperf.serve", description=__doc__.splitlines()[0])
     parser.add_argument("--model-repository", required=True, help="<root>/<model>/<version>/model.onnx")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
-    parser.add_argument("--port", type=int, default=8001, help="0 picks a free port (default: 8001)")
+    parser.add_argument("--port", type=_tcp_port, default=8001, help="0 picks a free port (default: 8001)")
     parser.add_argument("--grpc-port", type=_port, default=8081,
                         help="KServe V2 over gRPC (Triton's GRPCInferenceService); 0 picks a free port, 'off' serves "
                              "none (default: 8081, KServe's)")
@@ -133,8 +133,15 @@ def _positive(text: str) -> int:
     return value
 
 
+def _tcp_port(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 65535:   # grpcio wraps a larger one round (70000 listened on 4464)
+        raise argparse.ArgumentTypeError(f"a TCP port is 0 to 65535, not {value}")
+    return value
+
+
 def _port(text: str) -> int | None:
-    return None if text == "off" else int(text)
+    return None if text == "off" else _tcp_port(text)
 
 
 def _limits(args: argparse.Namespace) -> Limits:
