@@ -283,3 +283,35 @@ def test_a_request_cut_off_by_the_drain_deadline_gets_503_and_no_traceback(repos
     assert answer.startswith(b"HTTP/1.1 503") and b"connection: close" in answer.lower(), answer[:200]
     text = log_path.read_text()
     assert "Exception in ASGI application" not in text and "Traceback" not in text, text
+
+
+def test_a_client_that_declares_a_large_body_and_sends_nothing_keeps_no_small_request_waiting(repository):
+    """Two connections that declared 13 MB of JSON each and sent nothing held the whole body budget until their
+    body deadline: every other request, however small, waited 10 s for a 503. Large requests now hold at most
+    seven eighths of the budget and small ones never queue behind them; large ones still wait their turn."""
+    limits = Limits(max_body_bytes=4 * 2**20, max_json_bytes=4 * 2**20, inflight_bytes=8 * 2**20,
+                    admission_timeout=1.0, body_timeout=20.0)
+    head = (f"POST /v2/models/{MODEL}/infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {4 * 2**20}\r\n\r\n").encode()
+    with running_server(repository, limits=limits) as live:
+        squatters = [connect(live) for _ in range(2)]
+        for conn in squatters:
+            conn.sendall(head)   # and nothing more: 16 MiB of cost each, the budget's largest share at most
+        time.sleep(0.3)
+        client = KServeClient(live.url)
+        started = time.monotonic()
+        for _ in range(5):
+            assert client.infer(MODEL, {"input": np.zeros((1, 3, 8, 8), np.float32)})["scores"].shape[0] == 1
+        assert time.monotonic() - started < 2, "small requests waited behind large bodies that never came"
+        late = connect(live)
+        late.sendall(head)   # another large one queues behind the first: the budget still bounds large bodies
+        assert read_answer(late)[0] == 503
+
+
+def test_a_json_body_declared_past_the_json_limit_is_refused_before_it_is_sent(repository):
+    with running_server(repository, limits=Limits(max_json_bytes=2**20)) as live:
+        conn = connect(live)
+        conn.sendall(f"POST /v2/models/{MODEL}/infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     f"Content-Length: {2 * 2**20}\r\n\r\n".encode())   # headers only: the body never comes
+        status, head = read_answer(conn)
+        assert status == 413 and b"connection: close" in head.lower()

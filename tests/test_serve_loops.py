@@ -372,7 +372,7 @@ def test_the_body_budget_is_shared_by_event_loops_and_hands_freed_bytes_to_the_o
         assert budget.used == 60
         with pytest.raises(ServeError) as refused:
             asyncio.run_coroutine_threadsafe(budget.acquire(100, 0.2), two).result(5)
-        assert refused.value.status == 503 and budget.used == 60 and not budget._waiting
+        assert refused.value.status == 503 and budget.used == 60 and not any(budget._waiting.values())
     finally:
         for loop, thread in ((one, t1), (two, t2)):
             loop.call_soon_threadsafe(loop.stop)

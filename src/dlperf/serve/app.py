@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 MAX_BODY_BYTES = 25 * 1024 * 1024  # ORT server's body_limit
 SERVER = f"{kserve.SERVER_NAME}/{__version__}"
 JSON_EXPANSION = 3   # bytes of Python objects per byte of JSON while it is parsed
+SMALL_REQUEST_BYTES = 1024 * 1024   # a request that costs at most this has the last eighth of the body budget to itself
 
 _V2_MODEL = r"/v2/models/(?P<name>[^/]+)(?:/versions/(?P<version>[^/]+))?"
 ROUTES = tuple((method, re.compile(pattern), action) for method, pattern, action in (
@@ -154,7 +155,7 @@ class InferenceApp:
         models = {name: repository.versions(name) for name in repository.names}
         self.openapi = json.dumps(openapi_document(models, repository.default_model)).encode()
         self.pool = ThreadPoolExecutor(limits.workers, thread_name_prefix="serve")
-        self._budget = ByteBudget(limits.inflight_bytes)
+        self._budget = ByteBudget(limits.inflight_bytes, small=SMALL_REQUEST_BYTES, lane=limits.inflight_bytes // 8)
         self.event_loops = 1   # the server's (server.py sets it); loops held by a long run on their only connection:
         self._held_loops, self._held_lock = 0, threading.Lock()
         # Request ids: a random UUID's first 20 hex digits and a count, a UUID unique to each response at a
@@ -202,7 +203,11 @@ class InferenceApp:
 
     async def _heavy(self, request: Request, receive, action: str, params: dict[str, str], loop) -> Reply:
         size = self._declared_length(request.headers)
-        cost = min(self._cost(request, action, size), self.limits.inflight_bytes)   # past the budget: admitted alone
+        json_part = self._json_part(request, action, size)
+        if "content-length" in request.headers:   # refused by its declared size, unread
+            self._check_json_size(json_part)
+        # past what one large request may hold: admitted alone, at that
+        cost = min(size + JSON_EXPANSION * json_part, self._budget.largest)
         await self._budget.acquire(cost, self.limits.admission_timeout)
         try:
             request.body = await self._read_body(receive, size)
@@ -248,15 +253,13 @@ class InferenceApp:
         return model.recent_compute_s <= INLINE_COMPUTE_S and (model.free() or model.queue_delay_s <= INLINE_COMPUTE_S)
 
     @staticmethod
-    def _cost(request: Request, action: str, size: int) -> int:
-        """The memory a request will take: its body, and its JSON part again as Python objects while parsed
-        (a 24 MB JSON tensor took 75 MB)."""
+    def _json_part(request: Request, action: str, size: int) -> int:
+        """The bytes of a ``size``-byte body that are JSON: they cost the server again ``JSON_EXPANSION`` times as
+        Python objects while parsed (a 24 MB JSON tensor took 75 MB)."""
         if action == "v2_infer":
             header = request.headers.get(kserve.HEADER_LENGTH.lower(), "")
-            json_part = min(int(header), size) if header.isascii() and header.isdigit() else size
-        else:
-            json_part = size if "json" in request.headers.get("content-type", "").lower() else 0
-        return size + JSON_EXPANSION * json_part
+            return min(int(header), size) if header.isascii() and header.isdigit() else size
+        return size if "json" in request.headers.get("content-type", "").lower() else 0
 
     def _declared_length(self, headers: dict[str, str]) -> int:
         """The body's size from its headers; a chunked body is budgeted at the limit."""
