@@ -30,8 +30,8 @@ from urllib.parse import unquote
 
 from .. import __version__
 from . import kserve, ort_protocol
-from .budget import ByteBudget
-from .errors import ServeError
+from .budget import ByteBudget, read_body
+from .errors import ClosingError, ServeError
 from .openapi import openapi_document
 from .repository import ModelRepository
 
@@ -140,10 +140,6 @@ def route(method: str, path: str) -> tuple[str, dict[str, str]]:
     raise ServeError(404, f"Not Found. For HTTP method: {method} and request path: {path}")
 
 
-class _Closing(ServeError):
-    """An error after which the connection cannot be trusted to be in step: answered, then closed."""
-
-
 class InferenceApp:
     """The ASGI callable. ``draining`` makes readiness false (``server.py`` sets it on SIGTERM), as does a model that
     failed to load while ``strict_readiness`` (:meth:`ready`)."""
@@ -187,7 +183,7 @@ class InferenceApp:
             reply.headers["Allow"] = ", ".join(error.allowed)
         except ServeError as error:
             reply = error_reply(path, error.status, error.message)
-            reply.close = isinstance(error, _Closing)
+            reply.close = isinstance(error, ClosingError)
         except ConnectionAbortedError:   # the client went away mid-body: nobody to answer
             return
         except asyncio.CancelledError:
@@ -210,7 +206,8 @@ class InferenceApp:
         cost = min(size + JSON_EXPANSION * json_part, self._budget.largest)
         await self._budget.acquire(cost, self.limits.admission_timeout)
         try:
-            request.body = await self._read_body(receive, size)
+            request.body = await read_body(receive, size, "content-length" in request.headers,
+                                           self.limits.max_body_bytes, self.limits.body_timeout)
             handler, model = getattr(self, "_" + action), self._model(action, params)
             if model is not None and len(request.body) <= INLINE_BODY_BYTES and self._quick(model):
                 return handler(request, **params)
@@ -268,28 +265,10 @@ class InferenceApp:
             return limit
         declared = headers.get("content-length", "0").strip()
         if not (declared.isascii() and declared.isdigit()):
-            raise _Closing(400, f"invalid Content-Length {declared!r}")
+            raise ClosingError(400, f"invalid Content-Length {declared!r}")
         if int(declared) > limit:   # unread: its connection closes lingering, so the client reads the 413
-            raise _Closing(413, f"request body of {declared} bytes exceeds the limit of {limit} bytes")
+            raise ClosingError(413, f"request body of {declared} bytes exceeds the limit of {limit} bytes")
         return int(declared)
-
-    async def _read_body(self, receive, size: int) -> bytes:
-        chunks, received, limit = [], 0, self.limits.max_body_bytes
-        try:
-            async with asyncio.timeout(self.limits.body_timeout):
-                while True:
-                    message = await receive()
-                    if message["type"] == "http.disconnect":
-                        raise ConnectionAbortedError("the client left before its body ended")
-                    chunks.append(message.get("body", b""))
-                    received += len(chunks[-1])
-                    if received > limit:
-                        raise _Closing(413, f"request body exceeds the limit of {limit} bytes")
-                    if not message.get("more_body", False):
-                        return b"".join(chunks)
-        except TimeoutError:
-            raise _Closing(408, f"request body not received within {self.limits.body_timeout:g} s "
-                                f"({received} of {size} bytes)") from None
 
     async def _send(self, send, request: Request, reply: Reply) -> None:
         headers = [(b"server", SERVER.encode()), (b"content-length", str(len(reply.body)).encode()),

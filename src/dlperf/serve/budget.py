@@ -1,12 +1,13 @@
-"""The bytes of request bodies the inference server holds at once (``Limits.inflight_bytes``), shared by its event
-loops: a request that does not fit waits its turn, and past ``admission_timeout`` gets 503 (``app.py``)."""
+"""Request bodies: the bytes of them the inference server holds at once (``Limits.inflight_bytes``), shared by its
+event loops, where a request that does not fit waits its turn and past ``admission_timeout`` gets 503 (``app.py``);
+and reading one within its size and time limits."""
 from __future__ import annotations
 
 import asyncio
 import collections
 import threading
 
-from .errors import ServeError
+from .errors import ClosingError, ServeError
 
 
 class ByteBudget:
@@ -63,3 +64,31 @@ class ByteBudget:
 def _grant(future: asyncio.Future) -> None:
     if not future.done():   # a wait that timed out was cancelled
         future.set_result(None)
+
+
+async def read_body(receive, size: int, exact: bool, limit: int, timeout: float) -> bytes | bytearray:
+    """A request's body off uvicorn's ``receive``: 413 past ``limit`` bytes, 408 if it has not all come within
+    ``timeout`` seconds (the connection closed after either). With ``exact``, ``size`` is its Content-Length, and it
+    is read into one buffer of that size, made as its first bytes come, where the chunks and their join would hold
+    it twice."""
+    chunks, received, whole = [], 0, None
+    try:
+        async with asyncio.timeout(timeout):
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    raise ConnectionAbortedError("the client left before its body ended")
+                chunk = message.get("body", b"")
+                if exact and chunk:   # httptools ends the body at its Content-Length
+                    whole = bytearray(size) if whole is None else whole
+                    whole[received:received + len(chunk)] = chunk
+                else:
+                    chunks.append(chunk)
+                received += len(chunk)
+                if received > limit:
+                    raise ClosingError(413, f"request body exceeds the limit of {limit} bytes")
+                if not message.get("more_body", False):
+                    return whole if whole is not None else b"".join(chunks)
+    except TimeoutError:
+        raise ClosingError(408, f"request body not received within {timeout:g} s "
+                                f"({received} of {size} bytes)") from None

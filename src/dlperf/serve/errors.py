@@ -14,3 +14,8 @@ class ServeError(Exception):
         super().__init__(message)
         self.status = status
         self.message = message
+
+
+class ClosingError(ServeError):
+    """An error after which the connection cannot be trusted to be in step (a body cut short, an invalid length):
+    answered with ``Connection: close``, then closed."""

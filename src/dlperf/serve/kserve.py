@@ -180,10 +180,11 @@ class _BinaryReader:
         self._data = data
         self._offset = 0
 
-    def take(self, size: int, name: str) -> bytes:
+    def take(self, size: int, name: str) -> memoryview:
+        """The next ``size`` bytes, a view of the body's (a copy would double a large tensor's memory)."""
         if self._offset + size > len(self._data):
             raise ServeError(400, f"tensor '{name}': binary_data_size {size} runs past the end of the body")
-        chunk = bytes(self._data[self._offset:self._offset + size])
+        chunk = self._data[self._offset:self._offset + size]
         self._offset += size
         return chunk
 
@@ -215,14 +216,15 @@ def _input(item: Any, reader: _BinaryReader) -> tuple[str, np.ndarray]:
     return name, shaped(values, shape, name)
 
 
-def tensor_from_bytes(data: bytes, element: ElementType, count: int, name: str) -> np.ndarray:
+def tensor_from_bytes(data: bytes | memoryview, element: ElementType, count: int, name: str) -> np.ndarray:
+    """The tensor in ``data``, a view of it where the machine's byte order is little-endian (no copy)."""
     if element.is_string:
-        return _length_prefixed(data, count, name)
+        return _length_prefixed(bytes(data), count, name)
     if len(data) != count * element.numpy.itemsize:
         raise ServeError(400, f"tensor '{name}': {len(data)} bytes do not hold {count} {element.kserve} values")
     if element.numpy == np.bool_:
         return np.frombuffer(data, dtype=np.uint8) != 0
-    return np.frombuffer(data, dtype=little_endian(element.numpy)).astype(element.numpy)
+    return np.frombuffer(data, dtype=little_endian(element.numpy)).astype(element.numpy, copy=False)
 
 
 def _length_prefixed(data: bytes, count: int, name: str) -> np.ndarray:

@@ -164,7 +164,8 @@ def tensor_to_array(tensor: TensorProto, name: str) -> np.ndarray:
         if len(raw) != count * element.numpy.itemsize:
             raise ServeError(400, f"tensor '{name}': raw_data holds {len(raw)} bytes but dims {list(shape)} "
                                   f"of {element.ort} need {count * element.numpy.itemsize}")
-        return shaped(np.frombuffer(raw, dtype=little_endian(element.numpy)).astype(element.numpy), shape, name)
+        values = np.frombuffer(raw, dtype=little_endian(element.numpy)).astype(element.numpy, copy=False)
+        return shaped(values, shape, name)
     values = _checked_length(getattr(tensor, element.field), count, name, element.field)
     return shaped(_typed_values(values, element, name), shape, name)
 
