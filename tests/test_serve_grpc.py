@@ -290,3 +290,14 @@ def test_a_port_in_use_is_an_os_error_naming_the_address_and_what_was_bound_is_l
     with pytest.raises(OSError, match=f"^cannot serve gRPC on 127.0.0.1:{front.ort_port}: "):
         start_grpc(served, "127.0.0.1", free, front.ort_port)
     start_grpc(served, "127.0.0.1", free, None).stop(None)
+
+
+@pytest.mark.parametrize("port, method", [("kserve_port", "/inference.GRPCInferenceService/ModelInfer"),
+                                          ("ort_port", "/onnxruntime.server.PredictionService/Predict")])
+def test_bytes_that_are_no_message_are_the_clients_fault(front, port, method, caplog):
+    """grpcio decoding the request itself answered INTERNAL and logged an error for each such request."""
+    with grpc.insecure_channel(f"127.0.0.1:{getattr(front, port)}") as channel:
+        with pytest.raises(grpc.RpcError) as refused:
+            channel.unary_unary(method)(b"\xff\xff\xff", timeout=10)
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT, refused.value.details()
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]

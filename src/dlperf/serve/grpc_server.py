@@ -22,6 +22,7 @@ from typing import Callable
 import grpc
 import numpy as np
 from google.protobuf import json_format
+from google.protobuf.message import DecodeError
 
 from .. import __version__
 from . import kserve, ort_protocol
@@ -184,9 +185,15 @@ def ort_predict(repository: ModelRepository) -> Callable:
 
 def _unary(method: Callable, request_class, response_class) -> grpc.RpcMethodHandler:
     """``method`` as a grpcio handler: a dict answer becomes the response message, and a ServeError (or anything
-    unforeseen, logged with its traceback) becomes the RPC's status."""
+    unforeseen, logged with its traceback) becomes the RPC's status. The request is decoded here, not by grpcio,
+    which answers bytes that are no message with INTERNAL and an error logged for each: the client's fault is
+    INVALID_ARGUMENT."""
 
-    def answer(request, context):
+    def answer(data: bytes, context):
+        try:
+            request = request_class.FromString(data)
+        except DecodeError:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"the request is not a {request_class.DESCRIPTOR.name}")
         try:
             reply = method(request, context)
             return json_format.ParseDict(reply, response_class()) if isinstance(reply, dict) else reply
@@ -196,8 +203,7 @@ def _unary(method: Callable, request_class, response_class) -> grpc.RpcMethodHan
             log.exception("gRPC %s failed", method.__name__)
             context.abort(grpc.StatusCode.INTERNAL, "internal server error")
 
-    return grpc.unary_unary_rpc_method_handler(answer, request_deserializer=request_class.FromString,
-                                               response_serializer=response_class.SerializeToString)
+    return grpc.unary_unary_rpc_method_handler(answer, response_serializer=response_class.SerializeToString)
 
 
 def kserve_handler(repository: ModelRepository, ready: Callable[[], bool]) -> grpc.GenericRpcHandler:
