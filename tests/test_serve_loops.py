@@ -378,3 +378,24 @@ def test_the_body_budget_is_shared_by_event_loops_and_hands_freed_bytes_to_the_o
             loop.call_soon_threadsafe(loop.stop)
             thread.join()
             loop.close()
+
+
+def test_small_requests_have_a_lane_of_the_budget_and_never_queue_behind_large_ones():
+    async def scenario() -> None:
+        budget = ByteBudget(100, small=10, lane=20)   # large ones together hold at most 80
+        await budget.acquire(80, 5)   # a large body that may never come
+        for _ in range(2):
+            await asyncio.wait_for(budget.acquire(10, 5), 0.5)   # small ones pass at once, beside it
+        late = asyncio.ensure_future(budget.acquire(30, 5))   # another large one waits for the first
+        await asyncio.sleep(0.05)
+        assert not late.done() and budget.used == 100
+        with pytest.raises(ServeError):
+            await budget.acquire(10, 0.1)   # the budget is full: small ones wait too, within their timeout
+        budget.release(80)
+        await asyncio.wait_for(late, 1)
+        # a small one held throughout does not starve the largest: large ones count against their own share
+        budget.release(30)
+        await asyncio.wait_for(budget.acquire(80, 5), 0.5)
+        assert (budget.used, budget.large_used) == (100, 80)
+
+    asyncio.run(scenario())

@@ -18,11 +18,12 @@ class ByteBudget:
     are the small ones' alone. A request is charged before its body is read, so a client that declares a large body
     and sends nothing holds its share until its body deadline: one such client held the whole budget, and every other
     request, however small, waited 10 s behind it for a 503. Now a large request, admitted or waiting, never keeps a
-    small one waiting: a large one holds at most ``largest`` bytes (``capacity - lane``), and a small one queues only
-    behind small ones."""
+    small one waiting: large ones together hold at most ``largest`` bytes (``capacity - lane``), and a small one
+    queues only behind small ones. Small ones may use the whole budget, so a large one waits while they hold more
+    than their lane, but not for all of them to end: one that costs ``largest`` is not starved by a stream of them."""
 
     def __init__(self, capacity: int, small: int = 0, lane: int = 0):
-        self.capacity, self.small, self.used = capacity, small, 0
+        self.capacity, self.small, self.used, self.large_used = capacity, small, 0, 0
         self.largest = capacity - lane
         self._lock = threading.Lock()
         # waiting requests, small and large: (bytes, its loop, the future that admits it)
@@ -30,13 +31,18 @@ class ByteBudget:
             True: collections.deque(), False: collections.deque()}
 
     def _fits(self, size: int) -> bool:
-        return self.used + size <= (self.capacity if size <= self.small else self.largest)
+        return self.used + size <= self.capacity and (size <= self.small or self.large_used + size <= self.largest)
+
+    def _take(self, size: int, sign: int = 1) -> None:
+        self.used += sign * size
+        if size > self.small:
+            self.large_used += sign * size
 
     async def acquire(self, size: int, timeout: float) -> None:
         small = size <= self.small
         with self._lock:
             if self._fits(size) and not self._waiting[small]:   # the common case: no future, no wait
-                self.used += size
+                self._take(size)
                 return
             loop = asyncio.get_running_loop()
             entry = (size, loop, loop.create_future())
@@ -53,11 +59,11 @@ class ByteBudget:
 
     def release(self, size: int) -> None:
         with self._lock:
-            self.used -= size
+            self._take(size, -1)
             for queue in self._waiting.values():
                 while queue and self._fits(queue[0][0]):
                     granted, loop, future = queue.popleft()
-                    self.used += granted
+                    self._take(granted)
                     loop.call_soon_threadsafe(_grant, future)
 
 
