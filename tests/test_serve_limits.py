@@ -350,3 +350,17 @@ def test_a_crowd_of_large_binary_bodies_takes_about_the_budget_in_memory(reposit
     growth = (peak[0] - baseline) / 2**20
     assert sorted(set(statuses)) == [400], statuses   # each parsed, then refused for its shape
     assert growth < 2 * budget / 2**20, f"RSS grew {growth:.0f} MiB under a {budget >> 20} MiB body budget"
+
+
+@pytest.mark.parametrize("parts", [[b"abcde"], [b"", b"ab", b"", b"cd", b"e"], [b"a", b"bcde"]])
+def test_a_body_is_read_whole_in_one_buffer_and_a_one_chunk_body_is_its_chunk(parts):
+    from dlperf.serve.budget import read_body
+
+    messages = [{"type": "http.request", "body": part, "more_body": i < len(parts) - 1} for i, part in enumerate(parts)]
+
+    async def receive():
+        return messages.pop(0)
+
+    body = asyncio.run(read_body(receive, 5, True, 100, 5))
+    assert bytes(body) == b"abcde"
+    assert (body is parts[0]) if len(parts) == 1 else isinstance(body, bytearray)

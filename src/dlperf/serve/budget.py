@@ -75,8 +75,8 @@ def _grant(future: asyncio.Future) -> None:
 async def read_body(receive, size: int, exact: bool, limit: int, timeout: float) -> bytes | bytearray:
     """A request's body off uvicorn's ``receive``: 413 past ``limit`` bytes, 408 if it has not all come within
     ``timeout`` seconds (the connection closed after either). With ``exact``, ``size`` is its Content-Length, and it
-    is read into one buffer of that size, made as its first bytes come, where the chunks and their join would hold
-    it twice."""
+    is read into one buffer of that size, made as its second chunk comes, where the chunks and their join would hold
+    it twice (a body that comes in one chunk is that chunk)."""
     chunks, received, whole = [], 0, None
     try:
         async with asyncio.timeout(timeout):
@@ -85,9 +85,13 @@ async def read_body(receive, size: int, exact: bool, limit: int, timeout: float)
                 if message["type"] == "http.disconnect":
                     raise ConnectionAbortedError("the client left before its body ended")
                 chunk = message.get("body", b"")
-                if exact and chunk:   # httptools ends the body at its Content-Length
-                    whole = bytearray(size) if whole is None else whole
+                if whole is not None:   # httptools ends the body at its Content-Length: it fits
                     whole[received:received + len(chunk)] = chunk
+                elif exact and received and chunk:   # a second chunk: one buffer of the body's size from now on
+                    whole = bytearray(size)
+                    whole[:received] = b"".join(chunks)
+                    whole[received:received + len(chunk)] = chunk
+                    chunks.clear()
                 else:
                     chunks.append(chunk)
                 received += len(chunk)
