@@ -8,12 +8,14 @@ where the process's memory or exit is what is measured.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import signal
 import socket
 import threading
 import time
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import psutil
@@ -155,42 +157,52 @@ def _rss_peak(pid: int, stop: threading.Event, peak: list[int]) -> None:
         time.sleep(0.01)
 
 
+@contextlib.contextmanager
+def crowd_posting(live, body: bytes, extra_headers: str = "", count: int = 16) -> Iterator[dict]:
+    """``count`` clients posting ``body`` to the model at once, each on a connection of its own, while the server's
+    peak RSS is watched. Yields a dict that, once the block and the crowd are done, holds the crowd's ``statuses``
+    and the server's RSS ``growth`` in MiB over what it was before."""
+    host, port = live.url.removeprefix("http://").rsplit(":", 1)
+    baseline = psutil.Process(live.pid).memory_info().rss
+    stop, peak, result = threading.Event(), [baseline], {"statuses": []}
+    watcher = threading.Thread(target=_rss_peak, args=(live.pid, stop, peak))
+    watcher.start()
+
+    def post() -> None:
+        conn = socket.create_connection((host, int(port)), timeout=120)
+        conn.sendall(f"POST /v2/models/{MODEL}/infer HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n"
+                     f"{extra_headers}Connection: close\r\n\r\n".encode() + body)
+        result["statuses"].append(int(read_until_closed(conn).split()[1]))
+
+    crowd = [threading.Thread(target=post) for _ in range(count)]
+    for thread in crowd:
+        thread.start()
+    try:
+        yield result
+    finally:
+        for thread in crowd:
+            thread.join()
+        stop.set()
+        watcher.join()
+    result["growth"] = (peak[0] - baseline) / 2**20
+
+
 def test_a_crowd_of_large_json_bodies_takes_bounded_memory_and_a_small_request_still_gets_through(repository):
     values = ",".join(["0.123456789"] * 600_000)    # 7.2 MB of JSON: under the 8 MiB JSON limit, a wrong shape
     body = f'{{"inputs":[{{"name":"input","datatype":"FP32","shape":[1,3,200,1000],"data":[{values}]}}]}}'.encode()
     budget = 40 * 1024 * 1024
     with server_process(repository, "--inflight-bytes", str(budget)) as live:
-        host, port = live.url.removeprefix("http://").rsplit(":", 1)
         client = KServeClient(live.url)
         client.infer(MODEL, {"input": np.zeros((1, 3, 8, 8), np.float32)})
-        baseline = psutil.Process(live.pid).memory_info().rss
-        stop, peak = threading.Event(), [baseline]
-        watcher = threading.Thread(target=_rss_peak, args=(live.pid, stop, peak))
-        watcher.start()
-
-        def post() -> int:
-            conn = socket.create_connection((host, int(port)), timeout=120)
-            conn.sendall(f"POST /v2/models/{MODEL}/infer HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n"
-                         f"Connection: close\r\n\r\n".encode() + body)
-            return int(read_until_closed(conn).split()[1])
-
-        statuses: list[int] = []
-        crowd = [threading.Thread(target=lambda: statuses.append(post())) for _ in range(16)]
-        for thread in crowd:
-            thread.start()
-        time.sleep(0.5)
-        started = time.monotonic()
-        small = client.infer(MODEL, {"input": np.zeros((1, 3, 8, 8), np.float32)})
-        small_latency = time.monotonic() - started
-        for thread in crowd:
-            thread.join()
-        stop.set()
-        watcher.join()
-    growth = (peak[0] - baseline) / 2**20
+        with crowd_posting(live, body) as crowd:
+            time.sleep(0.5)
+            started = time.monotonic()
+            small = client.infer(MODEL, {"input": np.zeros((1, 3, 8, 8), np.float32)})
+            small_latency = time.monotonic() - started
     assert small["scores"].shape[0] == 1 and small_latency < 3, f"a small request waited {small_latency:.1f} s"
-    assert sorted(set(statuses)) == [400], statuses   # each parsed, then refused for its shape
+    assert sorted(set(crowd["statuses"])) == [400], crowd["statuses"]   # each parsed, then refused for its shape
     # the thread-per-connection server grew 195 MiB here, and this one 57: the budget admits what fits in 40 MiB
-    assert growth < 120, f"RSS grew {growth:.0f} MiB under 16 concurrent 7 MB JSON bodies"
+    assert crowd["growth"] < 120, f"RSS grew {crowd['growth']:.0f} MiB under 16 concurrent 7 MB JSON bodies"
 
 
 def test_sigterm_drains_readiness_goes_false_in_flight_requests_are_answered_and_the_exit_is_0(repository):
@@ -325,30 +337,11 @@ def test_a_crowd_of_large_binary_bodies_takes_about_the_budget_in_memory(reposit
                                      "parameters": {"binary_data_size": tensor.nbytes}}]}).encode()
     body = header + tensor.tobytes()
     with server_process(repository, "--inflight-bytes", str(budget)) as live:
-        host, port = live.url.removeprefix("http://").rsplit(":", 1)
         KServeClient(live.url).infer(MODEL, {"input": np.zeros((1, 3, 8, 8), np.float32)})
-        baseline = psutil.Process(live.pid).memory_info().rss
-        stop, peak = threading.Event(), [baseline]
-        watcher = threading.Thread(target=_rss_peak, args=(live.pid, stop, peak))
-        watcher.start()
-
-        def post() -> int:
-            conn = socket.create_connection((host, int(port)), timeout=120)
-            conn.sendall(f"POST /v2/models/{MODEL}/infer HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n"
-                         f"Inference-Header-Content-Length: {len(header)}\r\nConnection: close\r\n\r\n".encode()
-                         + body)
-            return int(read_until_closed(conn).split()[1])
-
-        statuses: list[int] = []
-        crowd = [threading.Thread(target=lambda: statuses.append(post())) for _ in range(16)]
-        for thread in crowd:
-            thread.start()
-        for thread in crowd:
-            thread.join()
-        stop.set()
-        watcher.join()
-    growth = (peak[0] - baseline) / 2**20
-    assert sorted(set(statuses)) == [400], statuses   # each parsed, then refused for its shape
+        with crowd_posting(live, body, f"Inference-Header-Content-Length: {len(header)}\r\n") as crowd:
+            pass
+    assert sorted(set(crowd["statuses"])) == [400], crowd["statuses"]   # each parsed, then refused for its shape
+    growth = crowd["growth"]
     assert growth < 2 * budget / 2**20, f"RSS grew {growth:.0f} MiB under a {budget >> 20} MiB body budget"
 
 
