@@ -55,7 +55,8 @@ def read_answer(conn: socket.socket) -> tuple[int, bytes]:
             raise ConnectionError(f"closed after {data!r}")
         data += chunk
     head, rest = data.split(b"\r\n\r\n", 1)
-    length = next(int(line.split(b":")[1]) for line in head.lower().split(b"\r\n") if line.startswith(b"content-length"))
+    length = next(int(line.split(b":")[1]) for line in head.lower().split(b"\r\n")
+                  if line.startswith(b"content-length"))
     while len(rest) < length:
         rest += conn.recv(65536)
     return int(head.split()[1]), head
@@ -240,7 +241,8 @@ def test_sigterm_drains_readiness_goes_false_in_flight_requests_are_answered_and
 @pytest.mark.parametrize("path, content_type", [("/v1/models/tiny_ssd:predict", "application/json"),
                                                 (f"/v2/models/{MODEL}/infer", "application/json")])
 def test_a_json_body_past_the_json_limit_is_refused_unparsed(repository, path, content_type):
-    """ORT server's JSON parser took 38 s of CPU over a 24 MB body before its 400; binary bodies keep the 25 MiB limit."""
+    """ORT server's JSON parser took 38 s of CPU over a 24 MB body before its 400; binary bodies keep the 25 MiB
+    limit."""
     body = b'{"inputs": {"input": {"floatData": [' + b"0.5," * 2_400_000 + b"0.5]}}}"
     with running_server(repository, limits=Limits(max_json_bytes=8 * 2**20)) as live:
         conn = connect(live)
