@@ -8,6 +8,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -157,6 +158,26 @@ def test_a_port_out_of_range_is_refused_before_anything_loads(repository, flag, 
     result = serve(repository, flag, port)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert f"argument {flag}: a TCP port is 0 to 65535, not {port}" in result.stderr.strip().splitlines()[-1]
+
+
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_while_the_models_load_stops_the_start_with_exit_0(tmp_path, stop):
+    """Killed while it loaded its models, the server exited -15 on SIGTERM and with a KeyboardInterrupt traceback on
+    Ctrl-C; the drain that makes a serving server exit 0 only starts once it serves."""
+    root = write_repository(tmp_path, {f"model{i}": {1: tiny_ssd(seed=i)} for i in range(12)})
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(SRC), os.environ.get("PYTHONPATH")]))}
+    process = subprocess.Popen([sys.executable, "-m", "dlperf.serve", "--model-repository", str(root), "--port", "0",
+                                "--grpc-port", "0", "--ort-grpc-port", "0"], stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True, env=env)
+    lines = []
+    for line in process.stdout:   # the first of twelve models is loaded: the others are loading
+        lines.append(line)
+        if "loaded model" in line:
+            process.send_signal(stop)
+            break
+    lines += process.stdout.readlines()
+    assert process.wait(timeout=30) == 0, "".join(lines)   # had it come after the start, the drain answers: 0 too
+    assert "Traceback" not in "".join(lines)
 
 
 def test_a_taken_port_is_one_line_and_exit_1(repository):

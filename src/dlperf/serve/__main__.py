@@ -1,12 +1,14 @@
 """``python -m dlperf.serve``: serve a model repository until interrupted (Ctrl-C or SIGTERM).
 
 Prints ``Listening at: http://HOST:PORT`` on stdout once the socket accepts connections, as ORT server
-logged it; with ``--port 0`` that line is how a caller learns the port.
+logged it; with ``--port 0`` that line is how a caller learns the port. A SIGTERM or SIGINT while the models load,
+before anything is served, stops the start with exit status 0, as the drain does once the server serves.
 """
 from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 
 from .app import Limits
@@ -85,6 +87,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for stopping in (signal.SIGINT, signal.SIGTERM):   # until serve_forever puts in the drain's handlers
+        signal.signal(stopping, _stop_starting)
     options = ServingOptions(
         max_batch_size=args.max_batch_size,
         max_delay_ms=args.max_delay_ms,
@@ -124,6 +128,13 @@ def main(argv: list[str] | None = None) -> None:
         grpc.stop(args.drain_timeout)
         server.server_close()
         repository.close()
+
+
+def _stop_starting(signum: int, frame) -> None:
+    """A stop asked for before the server serves: nothing is in flight, so it ends the start at once, with exit 0
+    (a killed start-up was status -15, and Ctrl-C a KeyboardInterrupt traceback)."""
+    logging.getLogger("dlperf.serve").info("stopped by %s before serving", signal.Signals(signum).name)
+    raise SystemExit(0)
 
 
 def _positive(text: str) -> int:
