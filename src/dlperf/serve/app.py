@@ -144,10 +144,9 @@ class InferenceApp:
     """The ASGI callable. ``draining`` makes readiness false (``server.py`` sets it on SIGTERM), as does a model that
     failed to load while ``strict_readiness`` (:meth:`ready`)."""
 
-    def __init__(self, repository: ModelRepository, limits: Limits = Limits()):
-        self.repository, self.limits = repository, limits
+    def __init__(self, repository: ModelRepository, limits: Limits = Limits(), strict_readiness: bool = True):
+        self.repository, self.limits, self.strict_readiness = repository, limits, strict_readiness
         self.draining = False
-        self.strict_readiness = True
         models = {name: repository.versions(name) for name in repository.names}
         self.openapi = json.dumps(openapi_document(models, repository.default_model)).encode()
         self.pool = ThreadPoolExecutor(limits.workers, thread_name_prefix="serve")
@@ -198,16 +197,15 @@ class InferenceApp:
         await self._send(send, request, reply)
 
     async def _heavy(self, request: Request, receive, action: str, params: dict[str, str], loop) -> Reply:
-        size = self._declared_length(request.headers)
+        size, exact = self._declared_length(request.headers), "content-length" in request.headers
         json_part = self._json_part(request, action, size)
-        if "content-length" in request.headers:   # refused by its declared size, unread
+        if exact:   # refused by its declared size, unread
             self._check_json_size(json_part)
         # past what one large request may hold: admitted alone, at that
         cost = min(size + JSON_EXPANSION * json_part, self._budget.largest)
         await self._budget.acquire(cost, self.limits.admission_timeout)
         try:
-            request.body = await read_body(receive, size, "content-length" in request.headers,
-                                           self.limits.max_body_bytes, self.limits.body_timeout)
+            request.body = await read_body(receive, size, exact, self.limits.max_body_bytes, self.limits.body_timeout)
             handler, model = getattr(self, "_" + action), self._model(action, params)
             if model is not None and len(request.body) <= INLINE_BODY_BYTES and self._quick(model):
                 return handler(request, **params)
@@ -331,11 +329,12 @@ class InferenceApp:
         return not self.draining and not (self.strict_readiness and self.repository.unavailable)
 
     def _v2_ready(self, request: Request) -> Reply:
-        if self.draining:
-            return error_reply(request.path, 503, "server is shutting down")
-        if not self.ready():
+        if not self.draining and not self.ready():
             return error_reply(request.path, 503, "unavailable models: " + ", ".join(self.repository.unavailable))
-        return Reply(200)
+        return self._unless_draining(request)
+
+    def _unless_draining(self, request: Request) -> Reply:
+        return error_reply(request.path, 503, "server is shutting down") if self.draining else Reply(200)
 
     def _v2_model(self, request: Request, name: str, version: str | None = None) -> Reply:
         model = self.repository.get(name, version)
@@ -344,7 +343,7 @@ class InferenceApp:
 
     def _v2_model_ready(self, request: Request, name: str, version: str | None = None) -> Reply:
         self.repository.get(name, version)   # 503 for an unavailable model, 404 for an unknown one
-        return error_reply(request.path, 503, "server is shutting down") if self.draining else Reply(200)
+        return self._unless_draining(request)
 
     def _v2_stats(self, request: Request, name: str, version: str | None = None) -> Reply:
         repository = self.repository

@@ -178,8 +178,7 @@ class InferenceServer:
                  limits: Limits = Limits(), server_limits: ServerLimits = ServerLimits(),
                  strict_readiness: bool = True):
         self.repository = repository
-        self.app = InferenceApp(repository, limits)
-        self.app.strict_readiness = strict_readiness
+        self.app = InferenceApp(repository, limits, strict_readiness)
         self.socket = socket.create_server((host, port), backlog=server_limits.backlog,
                                            family=socket.AF_INET6 if ":" in host else socket.AF_INET)
         self.server_name, self.server_port = self.socket.getsockname()[:2]
