@@ -248,3 +248,31 @@ def test_the_delay_is_config_pbtxts_a_dynamic_batching_block_without_one_means_n
 
 def test_by_default_a_model_runs_what_is_queued_without_delay_on_one_instance():
     assert (ServingOptions().max_delay_ms, ServingOptions().instances) == (0.0, 1)
+
+
+def test_a_batching_model_is_warmed_up_at_every_batch_size_it_can_form_and_its_statistics_start_at_zero(
+        tmp_path, monkeypatch):
+    """onnxruntime plans memory per shape, so a shape's first run is slower: the model runs each batch size its
+    batcher can form once at load, as Triton's model_warmup does, and no client pays for it."""
+    import onnxruntime as ort
+
+    shapes = []
+
+    class Recording(ort.InferenceSession):
+        def run(self, output_names, feeds, *args, **kwargs):
+            shapes.append(next(iter(feeds.values())).shape)
+            return super().run(output_names, feeds, *args, **kwargs)
+
+    monkeypatch.setattr("dlperf.serve.repository.ort.InferenceSession", Recording)
+    root = write_repository(tmp_path, {"m": {1: tiny_ssd(seed=1)}, "n": {1: tiny_ssd(seed=2)}},
+                            {"m": "max_batch_size: 4\n"})
+    repository = ModelRepository(root, ServingOptions(max_batch_size=2, batching=True))
+    try:
+        assert sorted(shape[0] for shape in shapes) == [1, 1, 2, 2, 3, 4]   # m up to 4, n up to the default 2
+        assert all(shape[1:] == (3, 8, 8) for shape in shapes)
+        assert repository.get("m").stats.snapshot("m", 1)["execution_count"] == 0
+    finally:
+        repository.close()
+    shapes.clear()
+    ModelRepository(root, ServingOptions(batching=False)).close()
+    assert shapes == []   # without batching, a request's batch is the client's: nothing to warm

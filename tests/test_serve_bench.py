@@ -3,6 +3,8 @@ load tests of two servers are taken in turn, in alternating order, and their rou
 were one test."""
 from __future__ import annotations
 
+import contextlib
+import math
 from types import SimpleNamespace
 
 import pytest
@@ -68,3 +70,42 @@ def test_servers_take_turns_each_going_first_as_often_as_second(monkeypatch):
     results = interleaved_load_tests(servers, "ssd", None, clients=2, requests=3, rounds=4)
     assert taken == ["off", "dynamic", "dynamic", "off", "off", "dynamic", "dynamic", "off"]
     assert {name: r["requests"] for name, r in results.items()} == {"off": 24, "dynamic": 24}
+
+
+def test_every_round_starts_a_fresh_pair_of_servers_that_take_turns_and_rows_keep_each_rounds_rate(monkeypatch):
+    """A process's own luck moves its throughput by a few per cent, so each round gets new processes; within a round
+    the servers alternate going first from one load test to the next, and from one round to the next."""
+    started, taken = [], []
+
+    @contextlib.contextmanager
+    def fake_servers(repository, arguments, log=None):
+        servers = []
+        for flags in arguments:
+            started.append(flags[-1])
+            servers.append(SimpleNamespace(url=f"{flags[-1]}#{len(started)}", cpu_seconds=lambda: 0.0, grpc=None))
+        yield servers
+
+    def fake_sample(url, model, batch, clients, requests, cpu_seconds=None, grpc_target=None):
+        taken.append((url, clients))
+        answers = clients * requests
+        return LoadSample([0.01] * answers, answers / (20.0 if url.startswith("dynamic") else 10.0), answers, answers,
+                          1.0)
+
+    monkeypatch.setattr(bench, "server_processes", fake_servers)
+    monkeypatch.setattr(bench, "load_sample", fake_sample)
+    rows = bench.compare_batching("repo", "ssd", 8, [1, 4], requests=2, rounds=2,
+                                  modes={"off": ["off"], "dynamic": ["dynamic"]})
+    assert started == ["off", "dynamic", "off", "dynamic"]
+    assert taken == [("off#1", 1), ("dynamic#2", 1), ("dynamic#2", 4), ("off#1", 4),
+                     ("dynamic#4", 1), ("off#3", 1), ("off#3", 4), ("dynamic#4", 4)]
+    by = {(row["batching"], row["clients"]): row for row in rows}
+    assert by["dynamic", 4]["round_rps"] == [20.0, 20.0] and by["off", 1]["requests"] == 4
+
+
+def test_a_speedup_interval_comes_from_its_rounds_paired_ratios_and_needs_two():
+    low, high = bench.speedup_interval(1.0, [10.0, 11.0, 9.0], [10.0, 10.0, 10.0])
+    assert low < 0.9 and high > 1.1 and low * high == pytest.approx(1.0)
+    assert bench.speedup_interval(1.0, [11.0, 22.0], [10.0, 20.0]) == pytest.approx((1.0, 1.0))   # no spread
+    assert all(math.isnan(end) for end in bench.speedup_interval(1.0, [11.0], [10.0]))
+    assert bench.batching_goal_met(0.97, 1.02) and bench.batching_goal_met(1.0, math.nan)
+    assert not bench.batching_goal_met(0.97, 0.99) and not bench.batching_goal_met(0.97, math.nan)

@@ -71,6 +71,21 @@ def test_grpc_rows_are_compared_with_http_and_leave_the_http_macros_alone():
     assert values(server_rows("ssd", 400.0, 440.0))["ServeGrpcBenched"] == "no"
 
 
+@pytest.mark.parametrize("round_ratios, interval, met", [
+    ((0.93, 1.01, 0.99, 0.95), "0.91--1.03", "yes"),    # 0.97, but the rounds cannot tell it from no loss
+    ((0.96, 0.97, 0.98, 0.97), "0.96--0.98", "no"),     # every round lost: a loss
+])
+def test_a_ratio_below_the_goal_meets_it_only_if_its_rounds_interval_reaches_it(round_ratios, interval, met):
+    rows = server_rows("ssd", 400.0, 388.0)
+    for row in rows:
+        ratios = round_ratios if row["batching"] == "dynamic" and row["clients"] == 16 else (1.0,) * 4
+        row["round_rps"] = [10.0 * ratio for ratio in ratios]
+    macros = values(rows)
+    assert macros["ServeBatchingSpeedup"] == "0.97"
+    assert (macros["ServeBatchingInterval"], macros["ServeBatchingGoalMet"]) == (
+        rf" (95\,\% interval {interval})", met)
+
+
 def test_the_ratio_at_one_client_is_printed_as_the_benchmarks_noise():
     rows = server_rows("ssd", 400.0, 440.0)
     next(r for r in rows if r["clients"] == 1 and r["batching"] == "dynamic")["throughput_rps"] = 9.2

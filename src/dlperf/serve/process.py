@@ -44,28 +44,46 @@ def server_process(repository: str | os.PathLike, *args: str, host: str = "127.0
     say otherwise); yield it once ``GET /`` answers
     ``Healthy``. The server's output goes to ``log`` (discarded if None); it is terminated on exit (killed if
     it does not stop within 10 s), whatever happened inside the block."""
+    with server_processes(repository, [list(args)], host=host, log=log, start_timeout=start_timeout) as (server,):
+        yield server
+
+
+@contextlib.contextmanager
+def server_processes(repository: str | os.PathLike, arguments: list[list[str]], host: str = "127.0.0.1",
+                     log: IO[str] | None = None, start_timeout: float = 120) -> Iterator[list[RunningServer]]:
+    """:func:`server_process` for several servers of ``repository``, one for each list of ``arguments``: started
+    together and yielded once every one is healthy, stopped together, so that a pair costs about the start and the
+    stop of one."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(SRC), os.environ.get("PYTHONPATH")]))}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "dlperf.serve", "--model-repository", str(repository), "--host", host, "--port", "0",
-         "--grpc-port", "0", "--ort-grpc-port", "0", *args],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
-    )
+    processes: list[subprocess.Popen] = []
     try:
-        url, grpc_targets = _listening_url(process, log, start_timeout)
-        client = OrtServerClient(url, timeout=5)
-        deadline = time.monotonic() + start_timeout
-        while not client.health():
-            if time.monotonic() > deadline or process.poll() is not None:
-                raise RuntimeError(f"the server at {url} never answered GET / with Healthy")
-            time.sleep(0.05)
-        yield RunningServer(url, process.pid, process, grpc_targets.get("KServe V2"), grpc_targets.get("ORT server"))
+        for args in arguments:
+            processes.append(subprocess.Popen(
+                [sys.executable, "-m", "dlperf.serve", "--model-repository", str(repository), "--host", host,
+                 "--port", "0", "--grpc-port", "0", "--ort-grpc-port", "0", *args],
+                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env))
+        yield [_healthy(process, log, start_timeout) for process in processes]
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def _healthy(process: subprocess.Popen, log: IO[str] | None, start_timeout: float) -> RunningServer:
+    """The started server, once it listens and ``GET /`` answers ``Healthy``."""
+    url, grpc_targets = _listening_url(process, log, start_timeout)
+    client = OrtServerClient(url, timeout=5)
+    deadline = time.monotonic() + start_timeout
+    while not client.health():
+        if time.monotonic() > deadline or process.poll() is not None:
+            raise RuntimeError(f"the server at {url} never answered GET / with Healthy")
+        time.sleep(0.05)
+    return RunningServer(url, process.pid, process, grpc_targets.get("KServe V2"), grpc_targets.get("ORT server"))
 
 
 def _listening_url(process: subprocess.Popen, log: IO[str] | None, timeout: float) -> tuple[str, dict[str, str]]:
