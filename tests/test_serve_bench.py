@@ -109,3 +109,18 @@ def test_a_speedup_interval_comes_from_its_rounds_paired_ratios_and_needs_two():
     assert all(math.isnan(end) for end in bench.speedup_interval(1.0, [11.0], [10.0]))
     assert bench.batching_goal_met(0.97, 1.02) and bench.batching_goal_met(1.0, math.nan)
     assert not bench.batching_goal_met(0.97, 0.99) and not bench.batching_goal_met(0.97, math.nan)
+
+
+@pytest.mark.parametrize("dynamic_rounds, met", [([9.4, 10.2, 9.8, 9.6], True), ([9.6, 9.7, 9.6, 9.7], False)])
+def test_the_batching_goal_reads_the_speedups_interval_not_only_its_figure(dynamic_rounds, met):
+    """0.97 both times: rounds that straddle no loss meet the goal, rounds that all lose do not."""
+    def row(batching, rounds, clients=16, benchmark="server", runtime="onnxruntime"):
+        return {"benchmark": benchmark, "model": "ssd", "runtime": runtime, "protocol": "http", "batching": batching,
+                "clients": clients, "batch_size": 1, "requests": 40, "throughput_rps": sum(rounds) / len(rounds),
+                "p50_ms": 1.0, "p99_ms": 1.0, "mean_batch": 1.0, "cpu_cores": 1.0, "round_rps": rounds}
+
+    table = bench.bench_table([row("off", [10.0] * 4), row("dynamic", dynamic_rounds),
+                               row("off", [1.0], 1, "direct", "pytorch_eager"), row("off", [3.0], 1, "direct")])
+    speedups, goals = bench.serving_goals(table)
+    assert speedups["batched_vs_unbatched_16_clients_ssd"] == pytest.approx(0.975 if met else 0.965)
+    assert goals["batched_vs_unbatched_16_clients_ssd"] is met
