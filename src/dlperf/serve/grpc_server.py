@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import math
+import socket
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -266,11 +267,15 @@ def start_grpc(repository: ModelRepository, host: str, kserve_port: int | None, 
 
 
 def _bind(front: GrpcFront, handler: grpc.GenericRpcHandler, host: str, port: int, options: list) -> int:
-    """A new server of ``front`` with ``handler`` on ``host:port``; the port it bound. grpcio reports a failed bind
-    by returning 0 or raising RuntimeError, depending on its version; either becomes a one-line OSError."""
+    """A new server of ``front`` with ``handler`` on ``host:port``; the port it bound. A port that cannot be bound
+    raises a one-line OSError: it is tried first with a socket of our own (grpcio's core would log a line of its own
+    before failing), and grpcio's own failure, returning 0 or raising RuntimeError depending on its version, which
+    a port taken in between would still meet, becomes the same error."""
+    address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    if port and not _bindable(host, port):
+        raise OSError(f"cannot serve gRPC on {address}: the address is in use or not available here")
     server = grpc.server(front.executor, handlers=[handler], options=options)
     front.servers.append(server)
-    address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     try:
         bound = server.add_insecure_port(address)
     except RuntimeError:
@@ -278,3 +283,21 @@ def _bind(front: GrpcFront, handler: grpc.GenericRpcHandler, host: str, port: in
     if not bound:
         raise OSError(f"cannot serve gRPC on {address}: the address is in use or not available here")
     return bound
+
+
+def _bindable(host: str, port: int) -> bool:
+    """Whether a TCP listener could bind ``host:port`` now, on any address ``host`` resolves to, as grpcio binds
+    (address reuse on, so a port in TIME_WAIT counts as free)."""
+    try:
+        addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except OSError:
+        return False
+    for family, kind, proto, _, sockaddr in addresses:
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(sockaddr)
+                return True
+            except OSError:
+                continue
+    return False
