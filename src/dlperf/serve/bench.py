@@ -41,7 +41,7 @@ import math
 import threading
 import time
 from dataclasses import dataclass
-from typing import Callable, Iterable, Mapping
+from typing import Callable, ContextManager, Iterable, Mapping
 
 import numpy as np
 import pandas as pd
@@ -198,25 +198,35 @@ def batching_modes(cores: int) -> dict[str, list[str]]:
     return {"off": ["--no-batching"], "dynamic": ["--instances", str(cores + 1)]}
 
 
-def compare_batching(repository, model: str, image_size: int, clients: Iterable[int], requests: int, rounds: int,
-                     modes: Mapping[str, list[str]], log=None, protocols: Iterable[str] = ("http",)) -> list[dict]:
-    """bench.csv's server rows of ``model``: ``rounds`` rounds, each starting a fresh server of each of ``modes`` on
-    ``repository`` side by side (one onnxruntime thread a run) and load-testing them in turn over each of
-    ``protocols`` at each number of ``clients``, with one random ``image_size`` image a request; the servers take
-    turns going first, from one test to the next and one round to the next. A row sums its rounds (:func:`summary`)
-    and is printed once measured."""
-    image = np.random.default_rng(0).standard_normal((1, 3, image_size, image_size)).astype(np.float32)
-    cells = list(itertools.product(clients, protocols))
-    samples: dict[tuple, list[LoadSample]] = {(mode, *cell): [] for mode in modes for cell in cells}
+def rounds_of_load_tests(start: Callable[[], ContextManager[list[RunningServer]]], names: list[str], model: str,
+                         image: np.ndarray, cells: list[tuple[int, str]], requests: int,
+                         rounds: int) -> dict[tuple[str, int, str], list[LoadSample]]:
+    """``rounds`` rounds, each starting fresh servers with ``start()`` (one for each of ``names``, in order) and
+    load-testing them in turn (:func:`load_sample`) at each ``(clients, protocol)`` of ``cells``, ``protocol`` being
+    ``http`` (ORT server's API) or ``grpc`` (KServe V2); the servers take turns going first, from one test to the
+    next and one round to the next. The samples by ``(name, clients, protocol)``, a round each."""
+    samples: dict[tuple[str, int, str], list[LoadSample]] = {(name, *cell): [] for name in names for cell in cells}
     for round_ in range(rounds):
-        with server_processes(repository, [["--intra-op-threads", "1", *flags] for flags in modes.values()],
-                              log=log) as started:
-            servers = list(zip(modes, started))
+        with start() as started:
+            servers = list(zip(names, started))
             for turn, (n, protocol) in enumerate(cells):
-                for mode, server in servers if (round_ + turn) % 2 == 0 else servers[::-1]:
-                    samples[mode, n, protocol].append(load_sample(
+                for name, server in servers if (round_ + turn) % 2 == 0 else servers[::-1]:
+                    samples[name, n, protocol].append(load_sample(
                         server.url, model, image, n, requests, cpu_seconds=server.cpu_seconds,
                         grpc_target=server.grpc if protocol == "grpc" else None))
+    return samples
+
+
+def compare_batching(repository, model: str, image_size: int, clients: Iterable[int], requests: int, rounds: int,
+                     modes: Mapping[str, list[str]], log=None, protocols: Iterable[str] = ("http",)) -> list[dict]:
+    """bench.csv's server rows of ``model``: :func:`rounds_of_load_tests` of a fresh server of each of ``modes`` on
+    ``repository`` each round, side by side (one onnxruntime thread a run), over each of ``protocols`` at each
+    number of ``clients``, with one random ``image_size`` image a request. A row sums its rounds (:func:`summary`)
+    and is printed once measured."""
+    image = np.random.default_rng(0).standard_normal((1, 3, image_size, image_size)).astype(np.float32)
+    arguments = [["--intra-op-threads", "1", *flags] for flags in modes.values()]
+    samples = rounds_of_load_tests(lambda: server_processes(repository, arguments, log=log), list(modes), model,
+                                   image, list(itertools.product(clients, protocols)), requests, rounds)
     rows = []
     for (mode, n, protocol), taken in samples.items():
         result = summary(taken)
