@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import pytest
 
 from dlperf.serve import bench
-from dlperf.serve.bench import LoadSample, interleaved_load_tests, steady_window, summary
+from dlperf.serve.bench import LoadSample, steady_window, summary
 
 
 def test_rounds_add_up_as_one_load_test_every_total_over_every_total():
@@ -56,20 +56,6 @@ def test_merged_batches_count_rows_per_run_over_all_rounds():
     samples = [LoadSample([0.01] * 8, 1.0, rows=8, executions=2, cpu_s=1.0),
                LoadSample([0.01] * 8, 1.0, rows=8, executions=6, cpu_s=1.0)]
     assert summary(samples)["mean_batch"] == 2.0
-
-
-def test_servers_take_turns_each_going_first_as_often_as_second(monkeypatch):
-    taken = []
-
-    def fake_sample(url, model, batch, clients, requests, fmt, cpu_seconds, grpc_target):
-        taken.append(url)
-        return LoadSample([0.01] * clients * requests, 1.0, clients * requests, clients * requests, 1.0)
-
-    monkeypatch.setattr(bench, "load_sample", fake_sample)
-    servers = {name: SimpleNamespace(url=name, cpu_seconds=lambda: 0.0) for name in ("off", "dynamic")}
-    results = interleaved_load_tests(servers, "ssd", None, clients=2, requests=3, rounds=4)
-    assert taken == ["off", "dynamic", "dynamic", "off", "off", "dynamic", "dynamic", "off"]
-    assert {name: r["requests"] for name, r in results.items()} == {"off": 24, "dynamic": 24}
 
 
 def test_every_round_starts_a_fresh_pair_of_servers_that_take_turns_and_rows_keep_each_rounds_rate(monkeypatch):

@@ -26,7 +26,8 @@ def server_rows(model: str, off_rps: float, dynamic_rps: float, protocol: str = 
 
 
 DIRECT = [{"benchmark": "direct", "model": "ssd", "runtime": runtime, "protocol": "in_process", "batching": "off",
-           "clients": 1, "batch_size": 1, "requests": 20, "throughput_rps": 1000 / ms, "p50_ms": ms, "p99_ms": ms, "mean_batch": 1.0, "cpu_cores": 1.0}
+           "clients": 1, "batch_size": 1, "requests": 20, "throughput_rps": 1000 / ms, "p50_ms": ms, "p99_ms": ms,
+           "mean_batch": 1.0, "cpu_cores": 1.0}
           for runtime, ms in (("pytorch_eager", 6.0), ("onnxruntime", 2.0))]
 
 

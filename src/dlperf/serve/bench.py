@@ -13,14 +13,13 @@ requests a client, that tail cost batching several per cent). Latency is the rou
 each request answered in the window. The server's Triton-style statistics give the mean batch that its dynamic
 batcher actually merged, and the server process's CPU time over the same test gives the cores it kept busy
 (``cpu_cores``): a comparison of two servers is fair only if both could use the same cores. Two servers are
-compared by load tests taken in turn, several rounds (:func:`interleaved_load_tests`), so that other work on the
+compared by load tests taken in turn, several rounds (:func:`rounds_of_load_tests`), so that other work on the
 machine cannot favour the one that happened to run while it paused.
 
-A server process has luck of its own, too: where its memory and threads land. Two identical servers without
-batching (the embedded SSD, 16 clients, 100 requests a client, 4 rounds in turn) differed by a standard deviation of
-3.5 % from one pair of processes to the next, while each pair's rounds agreed so well that their spread put the pair
-apart in 2 of 6 pairs. So the benchmark of batching (:func:`compare_batching`) starts a fresh pair of servers for
-every round, and a speedup comes with the 95 % interval of its rounds' paired ratios (:func:`speedup_interval`):
+A server process has luck of its own, too: where its memory and threads land. Two servers doing the same work (the
+embedded SSD at 16 clients, 4 rounds in turn of 100-150 requests a client) differed by a standard deviation of 1 %
+in one set of 6 pairs of processes and 3.5 % in another. So each round starts fresh servers, and a speedup comes
+with the 95 % interval of its rounds' paired ratios (:func:`speedup_interval`):
 where batching does the same work as no batching (the embedded SSD's batcher never merges: nothing queues), the true
 speedup is 1, a single figure falls below it about half the time, and only the interval tells a loss from noise.
 
@@ -170,21 +169,6 @@ def load_test(url: str, model: str, batch: np.ndarray, clients: int, requests: i
               fmt: str = "protobuf") -> dict[str, float]:
     """One closed-loop load test (:func:`load_sample`), summarised."""
     return summary([load_sample(url, model, batch, clients, requests, fmt)])
-
-
-def interleaved_load_tests(servers: Mapping[str, RunningServer], model: str, batch: np.ndarray, clients: int,
-                           requests: int, rounds: int, fmt: str = "protobuf",
-                           protocol: str = "http") -> dict[str, dict[str, float]]:
-    """Each server's :func:`summary` of ``rounds`` load tests, taken in turn and in alternating order (A B, B A,
-    A B, …), so that whatever else loads the machine meanwhile, and whatever going first or second does, weighs
-    on every server alike. ``protocol`` is ``http`` (ORT server's API, in ``fmt``) or ``grpc`` (KServe V2)."""
-    samples: dict[str, list[LoadSample]] = {name: [] for name in servers}
-    order = list(servers.items())
-    for round_ in range(rounds):
-        for name, server in order if round_ % 2 == 0 else order[::-1]:
-            samples[name].append(load_sample(server.url, model, batch, clients, requests, fmt, server.cpu_seconds,
-                                             server.grpc if protocol == "grpc" else None))
-    return {name: summary(taken) for name, taken in samples.items()}
 
 
 def batching_modes(cores: int) -> dict[str, list[str]]:
