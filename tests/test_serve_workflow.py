@@ -16,7 +16,8 @@ from dlperf.serve import OrtServerClient
 pytestmark = pytest.mark.slow  # every test reads the embedded run (the `workflow` fixture)
 
 BENCH_COLUMNS = ["benchmark", "model", "runtime", "protocol", "batching", "clients", "batch_size", "requests",
-                 "throughput_rps", "p50_ms", "p99_ms", "mean_batch", "cpu_cores", "speedup"]
+                 "throughput_rps", "p50_ms", "p99_ms", "mean_batch", "cpu_cores", "speedup", "speedup_low",
+                 "speedup_high"]
 
 
 @pytest.fixture(scope="module")
