@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import http.client
 import json
 import signal
 import socket
@@ -361,3 +362,56 @@ def test_a_body_is_read_whole_in_one_buffer_and_a_one_chunk_body_is_its_chunk(pa
     body = asyncio.run(read_body(receive, 5, True, 100, 5))
     assert bytes(body) == b"abcde"
     assert (body is parts[0]) if len(parts) == 1 else isinstance(body, bytearray)
+
+
+def test_the_rest_of_a_large_body_goes_from_the_parser_straight_into_the_apps_buffer(repository, monkeypatch):
+    """Through ASGI's ``receive``, each chunk of a body was copied twice by uvicorn and once more by the app (a 1 MB
+    body cost the full-size SSD three copies of it); once the app reads, the rest bypasses uvicorn's ``on_body``
+    (``protocol.BodySink``). The body is a JSON request padded past 2 MB, sent in pieces, and its answer must be the
+    model's: a byte out of place would break the JSON or change the tensor at its end."""
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    through_uvicorn = []
+    on_body = HttpToolsProtocol.on_body
+    monkeypatch.setattr(HttpToolsProtocol, "on_body", lambda self, body: (through_uvicorn.append(len(body)),
+                                                                          on_body(self, body))[1])
+    image = np.random.default_rng(5).standard_normal((1, 3, 8, 8)).astype(np.float32)
+    tensor = {"name": "input", "shape": list(image.shape), "datatype": "FP32", "data": image.ravel().tolist()}
+    body = ('{"inputs":' + " " * (2 << 20) + json.dumps([tensor]) + "}").encode()
+    with running_server(repository) as live:
+        expected = KServeClient(live.url).infer(MODEL, {"input": image})
+        conn = http.client.HTTPConnection(*live.url.removeprefix("http://").rsplit(":", 1), timeout=30)
+        conn.putrequest("POST", f"/v2/models/{MODEL}/infer")
+        conn.putheader("Content-Type", "application/json")
+        conn.putheader("Content-Length", str(len(body)))
+        conn.endheaders()
+        for start in range(0, len(body), 256 * 1024):
+            conn.send(body[start:start + 256 * 1024])
+            time.sleep(0.01)
+        response = conn.getresponse()
+        answer = json.loads(response.read())
+    assert response.status == 200, answer
+    outputs = {output["name"]: np.array(output["data"], np.float32).reshape(output["shape"])
+               for output in answer["outputs"]}
+    assert outputs.keys() == expected.keys()
+    for name, array in expected.items():
+        np.testing.assert_allclose(outputs[name], array, rtol=1e-6)
+    assert 0 < sum(through_uvicorn) < len(body) // 4, (sum(through_uvicorn), len(body))
+
+
+def test_a_client_that_leaves_midway_through_a_large_body_costs_nothing_and_the_server_serves_on(repository):
+    """The rest of a large body goes straight into the app's buffer (``protocol.BodySink``); a client gone halfway
+    ends that wait with no answer, its bytes go back to the budget, and the next request is served."""
+    with running_server(repository) as live:
+        conn = connect(live)
+        conn.sendall(f"POST /v2/models/{MODEL}/infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     f"Content-Length: {4 << 20}\r\n\r\n".encode() + b" " * (1 << 20))
+        time.sleep(0.3)
+        conn.close()
+        budget = live.app._budget
+        deadline = time.monotonic() + 10
+        while budget.used and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert budget.used == 0
+        answer = KServeClient(live.url).infer(MODEL, {"input": np.zeros((1, 3, 8, 8), np.float32)})
+    assert answer

@@ -75,6 +75,9 @@ INLINE_COMPUTE_S = 0.002
 # acceptor hands new connections to loops that no such run holds first. The server puts the loop's state in the
 # scope under LOOP: its ``connections`` and whether a long run ``held`` it.
 LOOP = "dlperf.loop"
+# The server's protocol also puts under BODY a sink that reads the rest of a body straight into the app's buffer
+# (``protocol.BodySink``); without it, the body comes through ASGI's ``receive``.
+BODY = "dlperf.body"
 
 
 @dataclass(frozen=True)
@@ -174,7 +177,7 @@ class InferenceApp:
         try:
             action, params = route(method, path)
             if action in _HEAVY:
-                reply = await self._heavy(request, receive, action, params, scope.get(LOOP))
+                reply = await self._heavy(request, receive, action, params, scope.get(LOOP), scope.get(BODY))
             else:
                 reply = getattr(self, "_" + action)(request, **params)
         except MethodNotAllowed as error:
@@ -196,7 +199,7 @@ class InferenceApp:
             reply = error_reply(path, 500, "internal server error")
         await self._send(send, request, reply)
 
-    async def _heavy(self, request: Request, receive, action: str, params: dict[str, str], loop) -> Reply:
+    async def _heavy(self, request: Request, receive, action: str, params: dict[str, str], loop, sink) -> Reply:
         size, exact = self._declared_length(request.headers), "content-length" in request.headers
         json_part = self._json_part(request, action, size)
         if exact:   # refused by its declared size, unread
@@ -205,7 +208,8 @@ class InferenceApp:
         cost = min(size + JSON_EXPANSION * json_part, self._budget.largest)
         await self._budget.acquire(cost, self.limits.admission_timeout)
         try:
-            request.body = await read_body(receive, size, exact, self.limits.max_body_bytes, self.limits.body_timeout)
+            request.body = await read_body(receive, size, exact, self.limits.max_body_bytes, self.limits.body_timeout,
+                                           sink)
             handler, model = getattr(self, "_" + action), self._model(action, params)
             if model is not None and len(request.body) <= INLINE_BODY_BYTES and self._quick(model):
                 return handler(request, **params)

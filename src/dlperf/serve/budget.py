@@ -72,11 +72,13 @@ def _grant(future: asyncio.Future) -> None:
         future.set_result(None)
 
 
-async def read_body(receive, size: int, exact: bool, limit: int, timeout: float) -> bytes | bytearray:
+async def read_body(receive, size: int, exact: bool, limit: int, timeout: float,
+                    sink=None) -> bytes | bytearray:
     """A request's body off uvicorn's ``receive``: 413 past ``limit`` bytes, 408 if it has not all come within
     ``timeout`` seconds (the connection closed after either). With ``exact``, ``size`` is its Content-Length, and it
     is read into one buffer of that size, made as its second chunk comes, where the chunks and their join would hold
-    it twice (a body that comes in one chunk is that chunk)."""
+    it twice (a body that comes in one chunk is that chunk); given the protocol's ``sink``
+    (``protocol.BodySink``), the rest of it then goes straight into that buffer, not through ``receive``."""
     chunks, received, whole = [], 0, None
     try:
         async with asyncio.timeout(timeout):
@@ -92,6 +94,11 @@ async def read_body(receive, size: int, exact: bool, limit: int, timeout: float)
                     whole[:received] = b"".join(chunks)
                     whole[received:received + len(chunk)] = chunk
                     chunks.clear()
+                elif exact and chunk and sink is not None and message.get("more_body", False) and size <= limit:
+                    whole = bytearray(size)   # the rest from the parser straight into it
+                    whole[:len(chunk)] = chunk
+                    await sink.read_rest(whole, len(chunk))
+                    return whole
                 else:
                     chunks.append(chunk)
                 received += len(chunk)
@@ -100,5 +107,7 @@ async def read_body(receive, size: int, exact: bool, limit: int, timeout: float)
                 if not message.get("more_body", False):
                     return whole if whole is not None else b"".join(chunks)
     except TimeoutError:
+        if sink is not None:
+            received = max(received, sink.filled)
         raise ClosingError(408, f"request body not received within {timeout:g} s "
                                 f"({received} of {size} bytes)") from None
