@@ -9,32 +9,43 @@
   instead of a reset (``DeadlineProtocol.close_lingering``); a request answered before its body has all come
   closes its connection so (``OneWrite``), where uvicorn would read the rest of the body for ever.
 * **One write per response** (``OneWrite``).
-* **A body read straight into its buffer** (``BodySink``).
+* **A body read straight into its buffer** (``BodySink``, ``BufferedFront``).
 * **One count of connections over every event loop** (``Everywhere``), so that ``limit_concurrency`` bounds the
   whole server.
 """
 from __future__ import annotations
 
+import asyncio
+
+import httptools
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from .app import BODY, LOOP
 
-__all__ = ["BodySink", "DeadlineProtocol", "Everywhere", "OneWrite"]
+__all__ = ["BodySink", "BufferedFront", "DeadlineProtocol", "Everywhere", "OneWrite"]
+
+SCRATCH_BYTES = 256 * 1024   # what one read takes outside a body's rest, as uvloop's own buffer
 
 
 class BodySink:
-    """The rest of one request's body, taken from the parser straight into the buffer the app reads it into.
+    """The rest of one request's body, read from the socket straight into the buffer the app reads it into.
 
-    Through ASGI's ``receive``, uvicorn copies each chunk twice on its way (appended to the request's bytearray, then
-    made bytes for the message) and the app once more into its buffer. A 1 MB body (the full-size SSD's) so cost
-    the server three copies of it, with the GIL held, where a thread-per-connection server reads it into one buffer;
-    the sink copies each chunk once. It is used only while the app waits in :meth:`read_rest`; otherwise chunks go
-    uvicorn's way, with its flow control."""
+    Through ASGI's ``receive``, each chunk of a body was copied four times in the server: by uvloop into a bytes
+    object, by httptools into another, by uvicorn onto the request's bytearray and out of it as the message's bytes,
+    and by the app into its buffer, every copy with the GIL held. A thread-per-connection server reads a body into
+    one buffer, with the GIL released. Once the app waits in :meth:`read_rest` (after the first chunk, its body's
+    bytes admitted to the budget), ``BufferedFront`` has uvloop read the rest straight into the app's buffer, up to
+    its Content-Length, past httptools (``DeadlineProtocol.body_done`` then ends the request as the parser would).
+    Otherwise chunks go uvicorn's way, with its flow control."""
 
     __slots__ = ("cycle", "buffer", "filled")
 
     def __init__(self, cycle):
         self.cycle, self.buffer, self.filled = cycle, None, 0
+
+    @property
+    def reading(self) -> bool:
+        return self.buffer is not None and self.filled < len(self.buffer)
 
     def write(self, chunk) -> None:
         end = self.filled + len(chunk)
@@ -45,7 +56,7 @@ class BodySink:
         """Fill ``buffer`` past its first ``filled`` bytes with the rest of the body, to its end; the bytes in it
         when the body ends. ConnectionAbortedError if the client leaves first."""
         cycle = self.cycle
-        self.buffer, self.filled = buffer, filled
+        self.buffer, self.filled = memoryview(buffer), filled
         try:
             if cycle.body:   # what came since the app's last receive
                 self.write(cycle.body)
@@ -161,12 +172,21 @@ class DeadlineProtocol(HttpToolsProtocol):
             self.scope[LOOP] = self.server_state   # this loop's connections, and whether it is held (app.py)
             self.scope[BODY] = self._sink = BodySink(self.cycle)
 
-    def on_body(self, body: bytes) -> None:
+    @property
+    def sink(self) -> BodySink | None:
+        """The current request's sink while the rest of its body is to be read into it."""
         sink = self._sink
-        if sink is not None and sink.buffer is not None and sink.cycle is self.cycle:
-            sink.write(body)
-        else:
-            super().on_body(body)
+        return sink if sink is not None and sink.reading and sink.cycle is self.cycle else None
+
+    def body_done(self) -> None:
+        """The sink has the body's last byte, which httptools never saw: a new parser for the connection's next
+        request, set up as uvicorn sets up its own, and the request's end as the parser would have called it."""
+        self.parser = httptools.HttpRequestParser(self)
+        try:
+            self.parser.set_dangerous_leniencies(lenient_data_after_close=True)
+        except AttributeError:   # httptools < 0.6.3, as uvicorn allows
+            pass
+        self.on_message_complete()
 
     def on_response_complete(self) -> None:
         if self.cycle is not None:
@@ -211,6 +231,46 @@ class DeadlineProtocol(HttpToolsProtocol):
             self.transport.write(f"HTTP/1.1 {status} {reason}\r\ncontent-type: text/plain; charset=utf-8\r\n"
                                  f"content-length: {len(body)}\r\nconnection: close\r\n\r\n".encode() + body)
             self.close_lingering()
+
+
+class BufferedFront(asyncio.BufferedProtocol):
+    """A ``DeadlineProtocol`` as uvloop's buffered protocol (uvloop reads into buffers only for a protocol that is
+    not an ``asyncio.Protocol``, which uvicorn's is): the rest of a body the app waits for is read into its sink, the
+    system call copying it with the GIL released; anything else into ``scratch`` (one per event loop: each read is
+    parsed before the next), and on to httptools as uvicorn would have it."""
+
+    __slots__ = ("inner", "scratch")
+
+    def __init__(self, inner: DeadlineProtocol, scratch: memoryview):
+        self.inner, self.scratch = inner, scratch
+
+    def get_buffer(self, sizehint: int):
+        sink = self.inner.sink
+        return sink.buffer[sink.filled:] if sink is not None else self.scratch
+
+    def buffer_updated(self, nbytes: int) -> None:
+        sink = self.inner.sink
+        if sink is None:
+            self.inner.data_received(self.scratch[:nbytes])
+            return
+        sink.filled += nbytes
+        if not sink.reading:
+            self.inner.body_done()
+
+    def connection_made(self, transport) -> None:
+        self.inner.connection_made(transport)
+
+    def connection_lost(self, exc) -> None:
+        self.inner.connection_lost(exc)
+
+    def eof_received(self):
+        return self.inner.eof_received()
+
+    def pause_writing(self) -> None:
+        self.inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        self.inner.resume_writing()
 
 
 class Everywhere:

@@ -35,7 +35,7 @@ import uvicorn
 from dlperf.workflow import available_cores
 
 from .app import MAX_BODY_BYTES, InferenceApp, Limits
-from .protocol import DeadlineProtocol
+from .protocol import SCRATCH_BYTES, BufferedFront, DeadlineProtocol
 from .repository import ModelRepository
 
 __all__ = ["MAX_BODY_BYTES", "InferenceServer", "Limits", "ServerLimits"]
@@ -73,14 +73,16 @@ class _Server(uvicorn.Server):
         self.handed = self.adopted = 0
         self.server_state.held = False
         self.loop: asyncio.AbstractEventLoop | None = None
+        self._scratch = memoryview(bytearray(SCRATCH_BYTES))   # where this loop's connections are read (protocol.py)
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         self.loop = asyncio.get_running_loop()
         await super().startup(sockets=[])   # an empty list: no listener (None would bind config's host and port)
 
-    def _protocol(self) -> asyncio.Protocol:
-        return self.config.http_protocol_class(config=self.config, server_state=self.server_state,
-                                               app_state=self.lifespan.state, _loop=self.loop)
+    def _protocol(self) -> BufferedFront:
+        return BufferedFront(self.config.http_protocol_class(config=self.config, server_state=self.server_state,
+                                                             app_state=self.lifespan.state, _loop=self.loop),
+                             self._scratch)
 
     def adopt(self, conn: socket.socket) -> None:
         """Serve ``conn`` (an accepted socket) on this loop; called in this loop's thread."""
