@@ -78,7 +78,7 @@ async def read_body(receive, size: int, exact: bool, limit: int, timeout: float,
     ``timeout`` seconds (the connection closed after either). With ``exact``, ``size`` is its Content-Length, and it
     is read into one buffer of that size, made as its second chunk comes, where the chunks and their join would hold
     it twice (a body that comes in one chunk is that chunk); given the protocol's ``sink``
-    (``protocol.BodySink``), the rest of it then goes straight into that buffer, not through ``receive``."""
+    (``protocol.BodySink``), the rest of it after the first chunk goes from the socket straight into that buffer."""
     chunks, received, whole = [], 0, None
     try:
         async with asyncio.timeout(timeout):
@@ -95,7 +95,7 @@ async def read_body(receive, size: int, exact: bool, limit: int, timeout: float,
                     whole[received:received + len(chunk)] = chunk
                     chunks.clear()
                 elif exact and chunk and sink is not None and message.get("more_body", False) and size <= limit:
-                    whole = bytearray(size)   # the rest from the parser straight into it
+                    whole = bytearray(size)   # the rest from the socket straight into it
                     whole[:len(chunk)] = chunk
                     await sink.read_rest(whole, len(chunk))
                     return whole

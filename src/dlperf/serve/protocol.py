@@ -52,9 +52,9 @@ class BodySink:
         self.buffer[self.filled:end] = chunk   # the parser ends the body at its Content-Length: it fits
         self.filled = end
 
-    async def read_rest(self, buffer: bytearray, filled: int) -> int:
-        """Fill ``buffer`` past its first ``filled`` bytes with the rest of the body, to its end; the bytes in it
-        when the body ends. ConnectionAbortedError if the client leaves first."""
+    async def read_rest(self, buffer: bytearray, filled: int) -> None:
+        """Fill ``buffer`` past its first ``filled`` bytes with the rest of the body, to its end;
+        ConnectionAbortedError if the client leaves first."""
         cycle = self.cycle
         self.buffer, self.filled = memoryview(buffer), filled
         try:
@@ -67,7 +67,6 @@ class BodySink:
                 cycle.message_event.clear()
             if cycle.disconnected:
                 raise ConnectionAbortedError("the client left before its body ended")
-            return self.filled
         finally:
             self.buffer = None
 
