@@ -145,6 +145,9 @@ class _Acceptor(_Server):
         if self.listener.fileno() >= 0:
             self.loop.remove_reader(self.listener.fileno())
         self.listener.close()   # stop accepting: a connection now is refused, not left waiting in the backlog
+        for server in self.loops:   # now, not after uvicorn's shutdown of this loop, which holds no connection
+            server.should_exit = True   # but sleeps 0.1 s all the same (a stop took 0.38 s, now 0.28)
+            server.force_exit = server.force_exit or self.force_exit
         await super().shutdown()
 
     def handle_exit(self, sig, frame) -> None:
