@@ -381,7 +381,7 @@ def read_responses(conn: socket.socket, count: int) -> list[tuple[int, bytes]]:
 
 
 def test_the_rest_of_a_large_body_is_read_straight_into_the_apps_buffer_past_the_parser(repository, monkeypatch):
-    """Through ASGI's ``receive``, each chunk of a body was copied four times in the server, with the GIL held (a
+    """Through ASGI's ``receive``, each chunk of a body was copied five times in the server, with the GIL held (a
     1 MB body: the full-size SSD's); once the app reads, the rest goes from the socket into its buffer, past
     httptools (``protocol.BodySink``, ``BufferedFront``), and a new parser takes the connection's next request. The
     body is a JSON request padded past 2 MB, sent in pieces, and its answer must be the model's: a byte out of place

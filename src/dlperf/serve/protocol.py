@@ -30,7 +30,7 @@ SCRATCH_BYTES = 256 * 1024   # what one read takes outside a body's rest, as uvl
 class BodySink:
     """The rest of one request's body, read from the socket straight into the buffer the app reads it into.
 
-    Through ASGI's ``receive``, each chunk of a body was copied four times in the server: by uvloop into a bytes
+    Through ASGI's ``receive``, each chunk of a body was copied five times in the server: by uvloop into a bytes
     object, by httptools into another, by uvicorn onto the request's bytearray and out of it as the message's bytes,
     and by the app into its buffer, every copy with the GIL held. A thread-per-connection server reads a body into
     one buffer, with the GIL released. Once the app waits in :meth:`read_rest` (after the first chunk, its body's
