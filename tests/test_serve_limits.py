@@ -47,20 +47,34 @@ def read_until_closed(conn: socket.socket) -> bytes:
     return b"".join(chunks)
 
 
-def read_answer(conn: socket.socket) -> tuple[int, bytes]:
-    """One response off a kept-alive connection: its status and head (bodies here are Content-Length framed)."""
-    data = b""
-    while b"\r\n\r\n" not in data:
+def read_responses(conn: socket.socket, count: int) -> list[tuple[int, bytes, bytes]]:
+    """``count`` responses off a kept-alive connection, each its status, head and body (bodies here are
+    Content-Length framed); ConnectionError if it closes first."""
+    data, responses = b"", []
+
+    def more() -> bytes:
         chunk = conn.recv(65536)
         if not chunk:
             raise ConnectionError(f"closed after {data!r}")
-        data += chunk
-    head, rest = data.split(b"\r\n\r\n", 1)
-    length = next(int(line.split(b":")[1]) for line in head.lower().split(b"\r\n")
-                  if line.startswith(b"content-length"))
-    while len(rest) < length:
-        rest += conn.recv(65536)
-    return int(head.split()[1]), head
+        return chunk
+
+    while len(responses) < count:
+        while b"\r\n\r\n" not in data:
+            data += more()
+        head, data = data.split(b"\r\n\r\n", 1)
+        length = next(int(line.split(b":")[1]) for line in head.lower().split(b"\r\n")
+                      if line.startswith(b"content-length"))
+        while len(data) < length:
+            data += more()
+        responses.append((int(head.split()[1]), head, data[:length]))
+        data = data[length:]
+    return responses
+
+
+def read_answer(conn: socket.socket) -> tuple[int, bytes]:
+    """One response off a kept-alive connection: its status and head."""
+    status, head, _ = read_responses(conn, 1)[0]
+    return status, head
 
 
 def test_a_request_head_that_trickles_in_is_cut_off_at_the_header_deadline(repository):
@@ -364,22 +378,6 @@ def test_a_body_is_read_whole_in_one_buffer_and_a_one_chunk_body_is_its_chunk(pa
     assert (body is parts[0]) if len(parts) == 1 else isinstance(body, bytearray)
 
 
-def read_responses(conn: socket.socket, count: int) -> list[tuple[int, bytes]]:
-    """``count`` Content-Length framed responses off ``conn``: each one's status and body."""
-    data, responses = b"", []
-    while len(responses) < count:
-        while b"\r\n\r\n" not in data:
-            data += conn.recv(65536)
-        head, data = data.split(b"\r\n\r\n", 1)
-        length = next(int(line.split(b":")[1]) for line in head.lower().split(b"\r\n")
-                      if line.startswith(b"content-length"))
-        while len(data) < length:
-            data += conn.recv(65536)
-        responses.append((int(head.split()[1]), data[:length]))
-        data = data[length:]
-    return responses
-
-
 def test_the_rest_of_a_large_body_is_read_straight_into_the_apps_buffer_past_the_parser(repository, monkeypatch):
     """Through ASGI's ``receive``, each chunk of a body was copied five times in the server, with the GIL held (a
     1 MB body: the full-size SSD's); once the app reads, the rest goes from the socket into its buffer, past
@@ -404,7 +402,7 @@ def test_the_rest_of_a_large_body_is_read_straight_into_the_apps_buffer_past_the
             conn.sendall(piece)
             time.sleep(0.01)
         conn.sendall(pieces[-1] + READY)
-        (status, answer), (ready, _) = read_responses(conn, 2)
+        (status, _, answer), (ready, _, _) = read_responses(conn, 2)
     assert status == 200, answer
     outputs = {output["name"]: np.array(output["data"], np.float32).reshape(output["shape"])
                for output in json.loads(answer)["outputs"]}

@@ -231,6 +231,7 @@ class InferenceServer:
             self._acceptor.run(sockets=[])
         finally:
             for server in loops:   # accepting has stopped: the loops close their connections, answering in flight
+                # (the acceptor's shutdown has told them so already, unless it stopped without one)
                 server.should_exit = True
                 if self._acceptor.force_exit:
                     server.force_exit = True
