@@ -69,11 +69,14 @@ _HEAVY = {"score", "predict", "v2_infer"}   # parse a body and run a model
 # loops (server.py), so a few busy clients are served in parallel, each without a hand-off.
 INLINE_BODY_BYTES = 256 * 1024
 INLINE_COMPUTE_S = 0.002
-# A request of any size or length also runs on its loop when its connection is the loop's only one and its model
-# has a run free: nobody else waits on that loop, and the hand-off to the pool and back cost the full-size SSD (1 MB
-# in, 26 ms of compute) 1.8 ms a request at one client. One loop is always left free of such runs, and the server's
-# acceptor hands new connections to loops that no such run holds first. The server puts the loop's state in the
-# scope under LOOP: its ``connections`` and whether a long run ``held`` it.
+# A request whose model has a run free also runs on its loop, holding it, when the run is short (by recent runs, at
+# most HOLD_COMPUTE_S) and its body has at most INLINE_BODY_BYTES of JSON to parse, whichever connections share the
+# loop: they wait one such run, and the hand-off would cost more than the wait saves. The full-size SSD (1 MB binary
+# in, 26 ms) lost 1.8 ms a request to the hand-off at one client, and 2-3 % of its throughput at 4 clients on 2 loops.
+# A longer run or a larger JSON body holds its loop only when its connection is the loop's only one (nobody else
+# waits on it) and another loop stays free. The server's acceptor hands new connections to loops that no run holds
+# first. The server puts the loop's state in the scope under LOOP: its ``connections`` and whether a run ``held`` it.
+HOLD_COMPUTE_S = 0.05
 LOOP = "dlperf.loop"
 # The server's protocol also puts under BODY a sink that reads the rest of a body straight into the app's buffer
 # (``protocol.BodySink``); without it, the body comes through ASGI's ``receive``.
@@ -213,8 +216,9 @@ class InferenceApp:
             handler, model = getattr(self, "_" + action), self._model(action, params)
             if model is not None and len(request.body) <= INLINE_BODY_BYTES and self._quick(model):
                 return handler(request, **params)
-            if (model is not None and loop is not None and len(loop.connections) == 1 and model.free()
-                    and self._hold_loop(loop)):
+            short = model is not None and model.recent_compute_s <= HOLD_COMPUTE_S and min(
+                json_part, len(request.body)) <= INLINE_BODY_BYTES
+            if model is not None and loop is not None and model.free() and self._hold_loop(loop, short):
                 try:
                     return handler(request, **params)
                 finally:
@@ -223,10 +227,11 @@ class InferenceApp:
         finally:
             self._budget.release(cost)
 
-    def _hold_loop(self, loop) -> bool:
-        """Take ``loop`` (its state) for a long run, unless that would leave no loop free for new connections."""
+    def _hold_loop(self, loop, short: bool) -> bool:
+        """Take ``loop`` (its state) for a run: any ``short`` one; a long one only on the loop's only connection and
+        while another loop stays free for new connections."""
         with self._held_lock:
-            if self._held_loops >= self.event_loops - 1:
+            if not short and (len(loop.connections) > 1 or self._held_loops >= self.event_loops - 1):
                 return False
             self._held_loops += 1
             loop.held = True
