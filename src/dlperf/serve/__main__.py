@@ -63,8 +63,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "(default: 30)")
     parser.add_argument("--event-loops", type=_positive, default=ServerLimits.event_loops,
                         help="HTTP event loops that serve connections, each in its own thread; one more, the main "
-                             "thread's, accepts and hands each connection to the loop with the fewest. A small "
-                             "request to a free, quick model runs on its loop, without a hop to the thread pool "
+                             "thread's, accepts and hands each connection to the loop with the fewest. A request "
+                             "to a free model whose runs are short runs on its loop, without a hop to the thread pool "
                              f"(default: the cores this process may use, at most 8: {ServerLimits.event_loops} here)")
     parser.add_argument("--default-model", help="model served by /score and the name 'default' "
                                                 "(default: the only model, if there is one)")

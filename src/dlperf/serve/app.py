@@ -157,7 +157,7 @@ class InferenceApp:
         self.openapi = json.dumps(openapi_document(models, repository.default_model)).encode()
         self.pool = ThreadPoolExecutor(limits.workers, thread_name_prefix="serve")
         self._budget = ByteBudget(limits.inflight_bytes, small=SMALL_REQUEST_BYTES, lane=limits.inflight_bytes // 8)
-        self.event_loops = 1   # the server's (server.py sets it); loops held by a long run on their only connection:
+        self.event_loops = 1   # the server's (server.py sets it); loops a run holds (app._hold_loop):
         self._held_loops, self._held_lock = 0, threading.Lock()
         # Request ids: a random UUID's first 20 hex digits and a count, a UUID unique to each response at a
         # tenth of uuid4's cost (os.urandom and a UUID object per response cost the small SSD 4 % of its rate).

@@ -66,7 +66,7 @@ class _Server(uvicorn.Server):
     """One event loop's uvicorn server, which serves the connections the acceptor hands it (it listens on no
     socket of its own); ``handed`` and ``adopted`` count them, as the acceptor gave them and as they were made, so
     their difference is what is on its way. Its ``server_state`` (a request's ``scope[LOOP]``) also says whether a
-    long run holds the loop (``held``, app.py)."""
+    model run holds the loop (``held``, app.py)."""
 
     def __init__(self, config: uvicorn.Config):
         super().__init__(config)
@@ -98,7 +98,7 @@ class _Server(uvicorn.Server):
 
     @property
     def load(self) -> tuple[bool, int]:
-        """What the acceptor weighs: whether a long run holds the loop, then its connections, made or on the way."""
+        """What the acceptor weighs: whether a model run holds the loop, then its connections, made or on the way."""
         return self.server_state.held, len(self.server_state.connections) + self.handed - self.adopted
 
 
@@ -173,11 +173,11 @@ class InferenceServer:
     ``shutdown`` (from another thread) or a signal (from the main thread).
 
     ``serve_forever``'s caller runs the acceptor's event loop, which hands each new connection to the one of
-    ``event_loops`` serving loops, each in its own thread, with the fewest connections, a loop that a long run holds
-    last. A small request to a quick model runs on its loop itself (``app.py``), so, as the connection threads of the
-    hand-written server did, a few busy clients are served in parallel by threads that read, run and answer without
-    handing a request to another. The loops share the app, its thread pool, its body budget and the models (and so
-    the dynamic batcher); ``limit_concurrency`` counts all of them."""
+    ``event_loops`` serving loops, each in its own thread, with the fewest connections, a loop that a model run holds
+    last. A request to a model whose runs are short runs on its loop itself (``app.py``), so, as the connection
+    threads of the hand-written server did, a few busy clients are served in parallel by threads that read, run and
+    answer without handing a request to another. The loops share the app, its thread pool, its body budget and the
+    models (and so the dynamic batcher); ``limit_concurrency`` counts all of them."""
 
     def __init__(self, repository: ModelRepository, host: str = "127.0.0.1", port: int = 0,
                  limits: Limits = Limits(), server_limits: ServerLimits = ServerLimits(),
