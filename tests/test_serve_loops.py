@@ -5,6 +5,7 @@ and the body budget is shared by the loops. Servers run for real on 127.0.0.1.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import json
 import os
@@ -133,8 +134,8 @@ def test_a_quick_request_that_finds_every_run_busy_waits_on_its_loop_and_is_hand
 
 
 def test_a_quick_request_that_would_wait_out_a_long_batch_delay_goes_to_the_pool(tmp_path):
-    root = write_repository(tmp_path, {MODEL: {1: tiny_ssd(seed=3)}},
-                            {MODEL: "max_batch_size: 8\ndynamic_batching {\n  max_queue_delay_microseconds: 50000\n}\n"})
+    config = "max_batch_size: 8\ndynamic_batching {\n  max_queue_delay_microseconds: 50000\n}\n"
+    root = write_repository(tmp_path, {MODEL: {1: tiny_ssd(seed=3)}}, {MODEL: config})
     with running_server(root, server_limits=ONE_LOOP) as live:
         model = live.repository.get(MODEL)
         client = KServeClient(live.url)
@@ -172,20 +173,32 @@ def ask_on(conn: socket.socket) -> int:
     while b"\r\n\r\n" not in data:
         data += conn.recv(65536)
     head, rest = data.split(b"\r\n\r\n", 1)
-    length = int(next(line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")))
+    length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
+                      if line.lower().startswith(b"content-length")))
     while len(rest) < length:
         rest += conn.recv(65536)
     return int(head.split()[1])
 
 
+@contextlib.contextmanager
+def three_connections(live):
+    """Three raw connections to a 2-loop server, each made and on its loop: two share a loop."""
+    host, port = live.url.removeprefix("http://").rsplit(":", 1)
+    conns = [socket.create_connection((host, int(port)), timeout=10) for _ in range(3)]
+    try:
+        assert ask_on(conns[0]) == 200
+        wait_for(lambda: sum(connections_per_loop(live)) >= 3, seconds=5)
+        assert sorted(connections_per_loop(live)) == [1, 2]
+        yield conns
+    finally:
+        for conn in conns:
+            conn.close()
+
+
 def test_a_long_request_that_shares_its_loop_with_another_connection_goes_to_the_pool(repository):
     with running_server(repository, server_limits=ServerLimits(event_loops=2)) as live:
         model = live.repository.get(MODEL)
-        host, port = live.url.removeprefix("http://").rsplit(":", 1)
-        conns = [socket.create_connection((host, int(port)), timeout=10) for _ in range(3)]   # two share a loop
-        try:
-            assert ask_on(conns[0]) == 200
-            wait_for(lambda: sum(connections_per_loop(live)) >= 3, seconds=5)
+        with three_connections(live) as conns:
             loop_of = {proto.client[1]: i for i, server in enumerate(live._acceptor.loops)
                        for proto in server.server_state.connections}
             for conn in conns:
@@ -193,23 +206,15 @@ def test_a_long_request_that_shares_its_loop_with_another_connection_goes_to_the
                 model.recent_compute_s = 1.0
                 ran = threads_that_ran(model, lambda: ask_on(conn), 1)
                 assert all(name.startswith("serve") for name in ran) == shared, (shared, ran)
-        finally:
-            for conn in conns:
-                conn.close()
 
 
 def test_a_short_request_holds_its_loop_whoever_shares_it_unless_its_json_is_large(repository, monkeypatch):
     """A run of at most HOLD_COMPUTE_S (the full-size SSD's 26 ms) stays on its loop even when other connections share
-    it and no other loop is free: the hand-off to the pool and back cost the full-size SSD 2-3 % of its throughput at
+    it and no other loop is free: the hand-off to the pool and back cost the full-size SSD 2-4 % of its throughput at
     4 clients on 2 loops. A large JSON body, slow to parse, still goes to the pool."""
     with running_server(repository, server_limits=ServerLimits(event_loops=2)) as live:
         model = live.repository.get(MODEL)
-        host, port = live.url.removeprefix("http://").rsplit(":", 1)
-        conns = [socket.create_connection((host, int(port)), timeout=10) for _ in range(3)]   # two share a loop
-        try:
-            assert ask_on(conns[0]) == 200
-            wait_for(lambda: sum(connections_per_loop(live)) >= 3, seconds=5)
-            assert sorted(connections_per_loop(live)) == [1, 2]
+        with three_connections(live) as conns:
             live.app._held_loops = 1   # the other loop is held by a run: no loop is free
             for conn in conns:
                 model.recent_compute_s = 0.02   # short, but ten times a quick run
@@ -220,9 +225,6 @@ def test_a_short_request_holds_its_loop_whoever_shares_it_unless_its_json_is_lar
                 model.recent_compute_s = 0.02
                 ran = threads_that_ran(model, lambda: ask_on(conn), 1)
                 assert all(name.startswith("serve") for name in ran), ran
-        finally:
-            for conn in conns:
-                conn.close()
 
 
 def test_the_event_loops_share_the_port_and_stop_together(repository):

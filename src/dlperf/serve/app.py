@@ -72,7 +72,7 @@ INLINE_COMPUTE_S = 0.002
 # A request whose model has a run free also runs on its loop, holding it, when the run is short (by recent runs, at
 # most HOLD_COMPUTE_S) and its body has at most INLINE_BODY_BYTES of JSON to parse, whichever connections share the
 # loop: they wait one such run, and the hand-off would cost more than the wait saves. The full-size SSD (1 MB binary
-# in, 26 ms) lost 1.8 ms a request to the hand-off at one client, and 2-3 % of its throughput at 4 clients on 2 loops.
+# in, 26 ms) lost 1.8 ms a request to the hand-off at one client, and 2-4 % of its throughput at 4 clients on 2 loops.
 # A longer run or a larger JSON body holds its loop only when its connection is the loop's only one (nobody else
 # waits on it) and another loop stays free. The server's acceptor hands new connections to loops that no run holds
 # first. The server puts the loop's state in the scope under LOOP: its ``connections`` and whether a run ``held`` it.
