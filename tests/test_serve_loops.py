@@ -48,13 +48,15 @@ def wait_for(condition, seconds: float = 10) -> None:
         time.sleep(0.01)
 
 
-def threads_that_ran(model, ask, times: int, quick: bool = False) -> set[str]:
+def threads_that_ran(model, ask, times: int, quick: bool = False, watch=lambda: None) -> set[str]:
     """The names of the threads that ran ``model``'s onnxruntime session for ``times`` calls of ``ask``; ``quick``:
-    with the model's recent runs taken as quick before each call (a loaded machine can slow one past the limit)."""
+    with the model's recent runs taken as quick before each call (a loaded machine can slow one past the limit).
+    ``watch`` is called as each run starts."""
     names, run = set(), model._run
 
     def recording(feeds):
         names.add(threading.current_thread().name)
+        watch()
         return run(feeds)
 
     model._run = recording
@@ -182,14 +184,20 @@ def ask_on(conn: socket.socket) -> int:
 
 @contextlib.contextmanager
 def three_connections(live):
-    """Three raw connections to a 2-loop server, each made and on its loop: two share a loop."""
+    """Three raw connections to a 2-loop server, each made and on its loop, with whether it shares its loop (two do).
+    """
     host, port = live.url.removeprefix("http://").rsplit(":", 1)
     conns = [socket.create_connection((host, int(port)), timeout=10) for _ in range(3)]
     try:
         assert ask_on(conns[0]) == 200
-        wait_for(lambda: sum(connections_per_loop(live)) >= 3, seconds=5)
+        # uvicorn adds a connection to its loop's set before it sets its address
+        wait_for(lambda: sum(connections_per_loop(live)) >= 3 and all(
+            proto.client for server in live._acceptor.loops for proto in server.server_state.connections), seconds=5)
         assert sorted(connections_per_loop(live)) == [1, 2]
-        yield conns
+        loop_of = {proto.client[1]: i for i, server in enumerate(live._acceptor.loops)
+                   for proto in server.server_state.connections}
+        yield [(conn, sum(loop == loop_of[conn.getsockname()[1]] for loop in loop_of.values()) > 1)
+               for conn in conns]
     finally:
         for conn in conns:
             conn.close()
@@ -199,29 +207,39 @@ def test_a_long_request_that_shares_its_loop_with_another_connection_goes_to_the
     with running_server(repository, server_limits=ServerLimits(event_loops=2)) as live:
         model = live.repository.get(MODEL)
         with three_connections(live) as conns:
-            loop_of = {proto.client[1]: i for i, server in enumerate(live._acceptor.loops)
-                       for proto in server.server_state.connections}
-            for conn in conns:
-                shared = sum(loop == loop_of[conn.getsockname()[1]] for loop in loop_of.values()) > 1
+            for conn, shared in conns:
                 model.recent_compute_s = 1.0
                 ran = threads_that_ran(model, lambda: ask_on(conn), 1)
                 assert all(name.startswith("serve") for name in ran) == shared, (shared, ran)
 
 
-def test_a_short_request_holds_its_loop_whoever_shares_it_unless_its_json_is_large(repository, monkeypatch):
-    """A run of at most HOLD_COMPUTE_S (the full-size SSD's 26 ms) stays on its loop even when other connections share
-    it and no other loop is free: the hand-off to the pool and back cost the full-size SSD 2-4 % of its throughput at
-    4 clients on 2 loops. A large JSON body, slow to parse, still goes to the pool."""
+def test_a_request_runs_on_its_loop_while_the_loops_connections_would_wait_little_for_it(repository, monkeypatch):
+    """A run stays on its loop, even when other connections share it and no other loop is free, while the loop's
+    connections, each waiting one such run, would wait at most LOOP_WAIT_S (0.5 s): the hand-off to the pool and back
+    cost the full-size SSD (26 ms) 2-4 % of its throughput at 4 clients on 2 loops. It marks its loop held while it
+    runs, so that the acceptor places a new connection elsewhere. A large JSON body, slow to parse, still goes to the
+    pool."""
     with running_server(repository, server_limits=ServerLimits(event_loops=2)) as live:
         model = live.repository.get(MODEL)
         with three_connections(live) as conns:
-            live.app._held_loops = 1   # the other loop is held by a run: no loop is free
-            for conn in conns:
-                model.recent_compute_s = 0.02   # short, but ten times a quick run
-                ran = threads_that_ran(model, lambda: ask_on(conn), 1)
+            live.app._held_loops = 1   # the other loop is held by a long run: no loop is free
+            held_while_running = []
+
+            def watch():
+                held_while_running.append([loop.server_state.held for loop in live._acceptor.loops])
+
+            for conn, _ in conns:
+                model.recent_compute_s = 0.2   # 2 x 0.2 s on the shared loop
+                ran = threads_that_ran(model, lambda: ask_on(conn), 1, watch=watch)
                 assert not any(name.startswith("serve") for name in ran), ran
+            assert [sum(held) for held in held_while_running] == [1, 1, 1]   # its own loop, for the acceptor
+            assert live.app._held_loops == 1
+            for conn, shared in conns:
+                model.recent_compute_s = 0.3   # 2 x 0.3 s on the shared loop: too long; 1 x 0.3 s alone
+                ran = threads_that_ran(model, lambda: ask_on(conn), 1)
+                assert all(name.startswith("serve") for name in ran) == shared, (shared, ran)
             monkeypatch.setattr(app, "INLINE_BODY_BYTES", 512)   # ask_on's 1.2 KB of JSON is now a large body
-            for conn in conns:
+            for conn, _ in conns:
                 model.recent_compute_s = 0.02
                 ran = threads_that_ran(model, lambda: ask_on(conn), 1)
                 assert all(name.startswith("serve") for name in ran), ran
@@ -255,7 +273,7 @@ def test_the_acceptor_gives_each_loop_its_share_of_the_connections(repository):
 def test_a_new_connection_goes_to_a_loop_that_no_long_run_holds(repository):
     with running_server(repository, server_limits=ServerLimits(event_loops=2)) as live:
         held, free = live._acceptor.loops
-        held.server_state.held = True   # as app.py marks a loop running a long request on its only connection
+        held.server_state.held = True   # as app.py marks a loop running a request
         try:
             clients = [KServeClient(live.url) for _ in range(3)]
             assert all(client.live() for client in clients)

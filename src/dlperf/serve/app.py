@@ -69,14 +69,16 @@ _HEAVY = {"score", "predict", "v2_infer"}   # parse a body and run a model
 # loops (server.py), so a few busy clients are served in parallel, each without a hand-off.
 INLINE_BODY_BYTES = 256 * 1024
 INLINE_COMPUTE_S = 0.002
-# A request whose model has a run free also runs on its loop, holding it, when the run is short (by recent runs, at
-# most HOLD_COMPUTE_S) and its body has at most INLINE_BODY_BYTES of JSON to parse, whichever connections share the
-# loop: they wait one such run, and the hand-off would cost more than the wait saves. The full-size SSD (1 MB binary
-# in, 26 ms) lost 1.8 ms a request to the hand-off at one client, and 2-4 % of its throughput at 4 clients on 2 loops.
-# A longer run or a larger JSON body holds its loop only when its connection is the loop's only one (nobody else
-# waits on it) and another loop stays free. The server's acceptor hands new connections to loops that no run holds
-# first. The server puts the loop's state in the scope under LOOP: its ``connections`` and whether a run ``held`` it.
-HOLD_COMPUTE_S = 0.05
+# A request whose model has a run free also runs on its loop when its body has at most INLINE_BODY_BYTES of JSON to
+# parse and the loop's connections, were each to wait one such run (by recent runs), would wait at most LOOP_WAIT_S
+# in all: the hand-off to the pool and back cost the full-size SSD (1 MB binary in, 26 ms) 1.8 ms a request at one
+# client, 2-4 % of its throughput at 4 clients on 2 loops and 3-5 % with batching at 16 (where its 8 connections a
+# loop wait 0.21 s). A longer run or a larger JSON body runs on its loop only when its connection is the loop's only
+# one (nobody else waits on it) and another loop stays free. A run on its loop holds it (``held``), and the server's
+# acceptor hands a new connection to a loop that no run holds first: a readiness probe on a fresh connection while
+# 16 clients loaded the full-size SSD waited 160 ms at the median when placed by count alone. The server puts the
+# loop's state in the scope under LOOP: its ``connections`` and whether a run ``held`` it.
+LOOP_WAIT_S = 0.5
 LOOP = "dlperf.loop"
 # The server's protocol also puts under BODY a sink that reads the rest of a body straight into the app's buffer
 # (``protocol.BodySink``); without it, the body comes through ASGI's ``receive``.
@@ -157,7 +159,7 @@ class InferenceApp:
         self.openapi = json.dumps(openapi_document(models, repository.default_model)).encode()
         self.pool = ThreadPoolExecutor(limits.workers, thread_name_prefix="serve")
         self._budget = ByteBudget(limits.inflight_bytes, small=SMALL_REQUEST_BYTES, lane=limits.inflight_bytes // 8)
-        self.event_loops = 1   # the server's (server.py sets it); loops a run holds (app._hold_loop):
+        self.event_loops = 1   # the server's (server.py sets it); loops a run holds (_hold_loop):
         self._held_loops, self._held_lock = 0, threading.Lock()
         # Request ids: a random UUID's first 20 hex digits and a count, a UUID unique to each response at a
         # tenth of uuid4's cost (os.urandom and a UUID object per response cost the small SSD 4 % of its rate).
@@ -216,9 +218,9 @@ class InferenceApp:
             handler, model = getattr(self, "_" + action), self._model(action, params)
             if model is not None and len(request.body) <= INLINE_BODY_BYTES and self._quick(model):
                 return handler(request, **params)
-            short = model is not None and model.recent_compute_s <= HOLD_COMPUTE_S and min(
-                json_part, len(request.body)) <= INLINE_BODY_BYTES
-            if model is not None and loop is not None and model.free() and self._hold_loop(loop, short):
+            if model is not None and loop is not None and model.free() and self._hold_loop(loop, short=(
+                    len(loop.connections) * model.recent_compute_s <= LOOP_WAIT_S
+                    and min(json_part, len(request.body)) <= INLINE_BODY_BYTES)):
                 try:
                     return handler(request, **params)
                 finally:
@@ -228,8 +230,8 @@ class InferenceApp:
             self._budget.release(cost)
 
     def _hold_loop(self, loop, short: bool) -> bool:
-        """Take ``loop`` (its state) for a run: any ``short`` one; a long one only on the loop's only connection and
-        while another loop stays free for new connections."""
+        """Take ``loop`` (its state) for a run: a ``short`` one at once; a long one only on the loop's only connection
+        and while another loop stays free for new connections."""
         with self._held_lock:
             if not short and (len(loop.connections) > 1 or self._held_loops >= self.event_loops - 1):
                 return False

@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Callable
 
 import httptools
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -236,12 +237,13 @@ class BufferedFront(asyncio.BufferedProtocol):
     """A ``DeadlineProtocol`` as uvloop's buffered protocol (uvloop reads into buffers only for a protocol that is
     not an ``asyncio.Protocol``, which uvicorn's is): the rest of a body the app waits for is read into its sink, the
     system call copying it with the GIL released; anything else into ``scratch`` (one per event loop: each read is
-    parsed before the next), and on to httptools as uvicorn would have it."""
+    parsed before the next), and on to httptools as uvicorn would have it. ``made`` is called once the connection
+    is in its loop's set (the acceptor counts what is on its way until then)."""
 
-    __slots__ = ("inner", "scratch")
+    __slots__ = ("inner", "scratch", "made")
 
-    def __init__(self, inner: DeadlineProtocol, scratch: memoryview):
-        self.inner, self.scratch = inner, scratch
+    def __init__(self, inner: DeadlineProtocol, scratch: memoryview, made: Callable[[], None] = lambda: None):
+        self.inner, self.scratch, self.made = inner, scratch, made
 
     def get_buffer(self, sizehint: int):
         sink = self.inner.sink
@@ -258,6 +260,7 @@ class BufferedFront(asyncio.BufferedProtocol):
 
     def connection_made(self, transport) -> None:
         self.inner.connection_made(transport)
+        self.made()
 
     def connection_lost(self, exc) -> None:
         self.inner.connection_lost(exc)

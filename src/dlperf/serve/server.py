@@ -82,7 +82,10 @@ class _Server(uvicorn.Server):
     def _protocol(self) -> BufferedFront:
         return BufferedFront(self.config.http_protocol_class(config=self.config, server_state=self.server_state,
                                                              app_state=self.lifespan.state, _loop=self.loop),
-                             self._scratch)
+                             self._scratch, self._made)
+
+    def _made(self) -> None:
+        self.adopted += 1
 
     def adopt(self, conn: socket.socket) -> None:
         """Serve ``conn`` (an accepted socket) on this loop; called in this loop's thread."""
@@ -93,7 +96,6 @@ class _Server(uvicorn.Server):
             await self.loop.connect_accepted_socket(self._protocol, conn)
         except OSError:   # reset before it was made
             conn.close()
-        finally:
             self.adopted += 1
 
     @property
