@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import socket
 import warnings
 from pathlib import Path
 from typing import Iterator
@@ -116,3 +117,27 @@ def running_server(root: Path, default_model: str | None = None, exit_on_error: 
             yield server
     finally:
         repository.close()
+
+
+def read_responses(conn: socket.socket, count: int) -> list[tuple[int, bytes, bytes]]:
+    """``count`` responses off a kept-alive connection, each its status, head and body (bodies here are
+    Content-Length framed); ConnectionError if it closes first."""
+    data, responses = b"", []
+
+    def more() -> bytes:
+        chunk = conn.recv(65536)
+        if not chunk:
+            raise ConnectionError(f"closed after {data!r}")
+        return chunk
+
+    while len(responses) < count:
+        while b"\r\n\r\n" not in data:
+            data += more()
+        head, data = data.split(b"\r\n\r\n", 1)
+        length = next(int(line.split(b":")[1]) for line in head.lower().split(b"\r\n")
+                      if line.startswith(b"content-length"))
+        while len(data) < length:
+            data += more()
+        responses.append((int(head.split()[1]), head, data[:length]))
+        data = data[length:]
+    return responses

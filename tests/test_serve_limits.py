@@ -24,7 +24,8 @@ import pytest
 from dlperf.serve import KServeClient
 from dlperf.serve.grpc_client import KServeGrpcClient
 from dlperf.serve.protocol import DeadlineProtocol
-from serve_fixtures import Limits, ServerLimits, running_server, server_process, tiny_ssd, write_repository
+from serve_fixtures import (Limits, ServerLimits, read_responses, running_server, server_process, tiny_ssd,
+                            write_repository)
 
 MODEL = "tiny_ssd"
 READY = b"GET /v2/health/ready HTTP/1.1\r\nHost: x\r\n\r\n"
@@ -45,30 +46,6 @@ def read_until_closed(conn: socket.socket) -> bytes:
     while chunk := conn.recv(65536):
         chunks.append(chunk)
     return b"".join(chunks)
-
-
-def read_responses(conn: socket.socket, count: int) -> list[tuple[int, bytes, bytes]]:
-    """``count`` responses off a kept-alive connection, each its status, head and body (bodies here are
-    Content-Length framed); ConnectionError if it closes first."""
-    data, responses = b"", []
-
-    def more() -> bytes:
-        chunk = conn.recv(65536)
-        if not chunk:
-            raise ConnectionError(f"closed after {data!r}")
-        return chunk
-
-    while len(responses) < count:
-        while b"\r\n\r\n" not in data:
-            data += more()
-        head, data = data.split(b"\r\n\r\n", 1)
-        length = next(int(line.split(b":")[1]) for line in head.lower().split(b"\r\n")
-                      if line.startswith(b"content-length"))
-        while len(data) < length:
-            data += more()
-        responses.append((int(head.split()[1]), head, data[:length]))
-        data = data[length:]
-    return responses
 
 
 def read_answer(conn: socket.socket) -> tuple[int, bytes]:

@@ -25,7 +25,7 @@ from dlperf.serve.__main__ import parse_args
 from dlperf.serve.budget import ByteBudget
 from dlperf.serve.process import server_process
 from dlperf.serve.protocol import OneWrite
-from serve_fixtures import ServerLimits, running_server, tiny_ssd, write_repository
+from serve_fixtures import ServerLimits, read_responses, running_server, tiny_ssd, write_repository
 
 MODEL = "tiny_ssd"
 ONE_LOOP = ServerLimits(event_loops=1)   # where a test is about the quick rule alone: no loop to spare for long runs
@@ -171,15 +171,7 @@ def ask_on(conn: socket.socket) -> int:
                                    "data": [0.0] * 192}]}).encode()
     conn.sendall(f"POST /v2/models/{MODEL}/infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                  f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
-    data = b""
-    while b"\r\n\r\n" not in data:
-        data += conn.recv(65536)
-    head, rest = data.split(b"\r\n\r\n", 1)
-    length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
-                      if line.lower().startswith(b"content-length")))
-    while len(rest) < length:
-        rest += conn.recv(65536)
-    return int(head.split()[1])
+    return read_responses(conn, 1)[0][0]
 
 
 @contextlib.contextmanager

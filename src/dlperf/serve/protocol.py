@@ -242,7 +242,7 @@ class BufferedFront(asyncio.BufferedProtocol):
 
     __slots__ = ("inner", "scratch", "made")
 
-    def __init__(self, inner: DeadlineProtocol, scratch: memoryview, made: Callable[[], None] = lambda: None):
+    def __init__(self, inner: DeadlineProtocol, scratch: memoryview, made: Callable[[], None]):
         self.inner, self.scratch, self.made = inner, scratch, made
 
     def get_buffer(self, sizehint: int):
